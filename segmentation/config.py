@@ -1,0 +1,88 @@
+"""All settings in one place, read from the environment at run time (never at import time)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from segmentation.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENV_PREFIX = "SEGMENTATION_"
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(ENV_PREFIX + name, default)
+
+
+def _float(name: str, default: float, low: float, high: float) -> float:
+    raw = _env(name, str(default))
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{ENV_PREFIX}{name}={raw!r} is not a number; expected {low}..{high}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{ENV_PREFIX}{name}={value} is out of range; expected {low}..{high}")
+    return value
+
+
+def _int(name: str, default: int, low: int, high: int) -> int:
+    raw = _env(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{ENV_PREFIX}{name}={raw!r} is not an integer; expected {low}..{high}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{ENV_PREFIX}{name}={value} is out of range; expected {low}..{high}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Run-time settings; build with :func:`get_settings`."""
+
+    database_url: str | None
+    airflow_conn_id: str
+    data_dir: Path
+    models_dir: Path
+    sql_dir: Path
+    reject_threshold: float
+    shard_size: int
+    chunk_size: int
+    max_shards: int
+    retrain_interval_days: int
+    cv_folds: int
+    train_row_cap: int
+    holdout_share: float
+    random_state: int
+    promotion_margin: float
+    statement_timeout_ms: int
+    lock_timeout_ms: int
+    candidates: tuple[str, ...] = field(default_factory=tuple)
+
+
+def get_settings() -> Settings:
+    """Read every setting from ``SEGMENTATION_*`` environment variables, with safe defaults."""
+    data_dir = Path(_env("DATA_DIR", str(PROJECT_ROOT / ".data"))).expanduser().resolve()
+    candidates = tuple(c.strip() for c in _env("CANDIDATES", "").split(",") if c.strip())
+    return Settings(
+        database_url=os.environ.get(ENV_PREFIX + "DATABASE_URL") or None,
+        airflow_conn_id=_env("AIRFLOW_CONN_ID", "segmentation_db"),
+        data_dir=data_dir,
+        models_dir=Path(_env("MODELS_DIR", str(PROJECT_ROOT / "models"))).expanduser().resolve(),
+        sql_dir=Path(_env("SQL_DIR", str(PROJECT_ROOT / "sql"))).expanduser().resolve(),
+        reject_threshold=_float("REJECT_THRESHOLD", 0.20, 0.0, 1.0),
+        shard_size=_int("SHARD_SIZE", 50_000, 1, 100_000_000),
+        chunk_size=_int("CHUNK_SIZE", 20_000, 1, 10_000_000),
+        max_shards=_int("MAX_SHARDS", 1024, 1, 1024),
+        retrain_interval_days=_int("RETRAIN_INTERVAL_DAYS", 7, 0, 3650),
+        cv_folds=_int("CV_FOLDS", 5, 2, 20),
+        train_row_cap=_int("TRAIN_ROW_CAP", 50_000, 100, 100_000_000),
+        holdout_share=_float("HOLDOUT_SHARE", 0.2, 0.05, 0.5),
+        random_state=_int("RANDOM_STATE", 42, 0, 2**31 - 1),
+        promotion_margin=_float("PROMOTION_MARGIN", 0.0, -1.0, 1.0),
+        statement_timeout_ms=_int("STATEMENT_TIMEOUT_MS", 3_600_000, 0, 86_400_000),
+        lock_timeout_ms=_int("LOCK_TIMEOUT_MS", 120_000, 0, 86_400_000),
+        candidates=candidates,
+    )
