@@ -86,3 +86,7 @@ def get_settings() -> Settings:
         lock_timeout_ms=_int("LOCK_TIMEOUT_MS", 120_000, 0, 86_400_000),
         candidates=candidates,
     )
+
+
+# The Airflow Asset updated whenever a new champion model is promoted; it triggers a rescore.
+CHAMPION_ASSET_NAME = "segmentation_champion_model"

@@ -1,0 +1,103 @@
+"""Nightly customer segmentation: clean, features, retrain when due, score in shards, finalise."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, TriggerRule, dag, task
+from airflow.sdk.exceptions import AirflowFailException
+
+from segmentation.config import CHAMPION_ASSET_NAME
+
+DOC_MD = """
+### Nightly customer segmentation
+
+Runs daily at 02:00 UTC, and again whenever `segmentation_retrain` promotes a new champion model.
+
+1. **clean**: validates new and changed rows of `segmentation.customers`; bad rows go to
+   `segmentation.customer_rejects` with every reason. Fails without writing when more than
+   `SEGMENTATION_REJECT_THRESHOLD` (default 20 %) of the batch is bad.
+2. **features**: deterministic feature rows in `segmentation.customer_features`.
+3. **retrain_if_due**: trains and gates a model when there is no champion or it is older than
+   `SEGMENTATION_RETRAIN_INTERVAL_DAYS`.
+4. **plan** and **score** (mapped): only customers that are new, changed, or scored by an older model,
+   one task per shard; each shard is upserted in one transaction.
+5. **finalise**: run totals and data-quality figures in `segmentation.pipeline_runs` / `drift_metrics`.
+
+Analysts query `segmentation.current_segments`, `segment_summary` and `segment_changes`.
+"""
+
+
+@dag(
+    dag_id="segmentation_nightly",
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("0 2 * * *", timezone="UTC"),
+        assets=[Asset(name=CHAMPION_ASSET_NAME)],
+    ),
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    tags=["segmentation", "nightly", "scoring"],
+    doc_md=DOC_MD,
+    default_args={
+        "owner": "data-team",
+        "retries": 3,
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=20),
+    },
+)
+def segmentation_nightly() -> None:
+    # Every task reads the run id from its Airflow context; XCom carries only small figures.
+    @task
+    def start(run_id: str | None = None) -> str:
+        from segmentation import pipeline
+
+        return pipeline.start_run(run_id, "segmentation_nightly")
+
+    @task
+    def clean(run_id: str | None = None) -> dict:
+        from segmentation import pipeline
+        from segmentation.errors import RejectThresholdExceeded
+
+        try:
+            return pipeline.clean(run_id)
+        except RejectThresholdExceeded as exc:
+            raise AirflowFailException(str(exc)) from exc  # bad data does not improve on retry
+
+    @task
+    def features(run_id: str | None = None) -> dict:
+        from segmentation import pipeline
+
+        return pipeline.build_features(run_id)
+
+    @task
+    def retrain_if_due(run_id: str | None = None) -> dict:
+        from segmentation import pipeline
+
+        return pipeline.retrain_if_due(run_id)
+
+    @task
+    def plan(run_id: str | None = None) -> list[dict]:
+        from segmentation import pipeline
+
+        return pipeline.plan_scoring(run_id)
+
+    @task
+    def score(shard: int, model_version: int, run_id: str | None = None) -> dict:
+        from segmentation import pipeline
+
+        return pipeline.score_shard(run_id, shard, model_version)
+
+    @task(trigger_rule=TriggerRule.NONE_FAILED)  # also runs when there was nothing to score
+    def finalise(run_id: str | None = None) -> dict:
+        from segmentation import pipeline
+
+        return pipeline.finalise(run_id)
+
+    shards = plan()
+    start() >> clean() >> features() >> retrain_if_due() >> shards
+    score.expand_kwargs(shards) >> finalise()
+
+
+segmentation_nightly()

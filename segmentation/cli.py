@@ -1,0 +1,215 @@
+"""``segmentation <command>``: every pipeline step from the command line, without Airflow."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from segmentation.columns import ALLOWED_CATEGORIES, ATTRIBUTE_COLUMNS
+from segmentation.errors import SegmentationError
+
+log = logging.getLogger("segmentation.cli")
+
+
+def _emit(payload: Any) -> None:
+    print(json.dumps(payload, indent=2, default=str))
+
+
+def cmd_init_db(args: argparse.Namespace) -> None:
+    from segmentation.db import migrate, redact, resolve_database_url
+
+    url = resolve_database_url()
+    applied = migrate(url)
+    _emit({"database": redact(url), "applied": applied})
+
+
+def cmd_db_url(args: argparse.Namespace) -> None:
+    from segmentation.db import airflow_connection_json, resolve_database_url, sibling_database_url
+
+    url = sibling_database_url(args.database) if args.database else resolve_database_url()
+    if args.driver:
+        url = url.replace("postgresql://", f"postgresql+{args.driver}://", 1)
+    print(airflow_connection_json(url) if args.airflow_conn else url)
+
+
+def cmd_load_csv(args: argparse.Namespace) -> None:
+    from segmentation.data import read_kaggle_csv
+    from segmentation.loading import load_customers
+    from segmentation.pipeline import new_run_id
+
+    raw = read_kaggle_csv(args.path)
+    _emit(load_customers(raw, run_id=new_run_id("load")).as_dict())
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    from segmentation.data import generate_customers, write_kaggle_csv
+    from segmentation.loading import load_customers, to_raw_text
+    from segmentation.pipeline import new_run_id
+
+    frame = generate_customers(
+        args.rows, labelled_share=args.labelled_share, seed=args.seed, start_id=args.start_id
+    )
+    if args.out:
+        write_kaggle_csv(frame, args.out)
+        _emit({"written": str(args.out), "rows": len(frame)})
+        return
+    _emit(load_customers(to_raw_text(frame), run_id=new_run_id("generate")).as_dict())
+
+
+def cmd_clean(args: argparse.Namespace) -> None:
+    from segmentation import pipeline
+
+    run_id = pipeline.start_run(args.run_id or pipeline.new_run_id())
+    _emit(pipeline.clean(run_id))
+
+
+def cmd_features(args: argparse.Namespace) -> None:
+    from segmentation import pipeline
+
+    run_id = pipeline.start_run(args.run_id or pipeline.new_run_id())
+    _emit(pipeline.build_features(run_id))
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from segmentation import pipeline
+
+    run_id = pipeline.start_run(args.run_id or pipeline.new_run_id("train"))
+    trained = pipeline.train(
+        run_id,
+        trigger="manual",
+        candidates=args.candidates.split(",") if args.candidates else None,
+        cv_folds=args.cv_folds,
+        row_cap=args.row_cap,
+    )
+    decision = (
+        {"promoted": False, "reason": "--no-promote"}
+        if args.no_promote
+        else pipeline.evaluate_and_promote(run_id, trained["version"], force=args.force_promote)
+    )
+    _emit({"train": trained, "promotion": decision})
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    from segmentation import pipeline
+
+    run_id = pipeline.start_run(args.run_id or pipeline.new_run_id())
+    _emit(pipeline.score_all(run_id) | {"finalise": pipeline.finalise(run_id)})
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from segmentation import pipeline
+
+    _emit(pipeline.run_nightly(args.run_id))
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from segmentation.predict import predict_one
+
+    values = {c: getattr(args, c) for c in ATTRIBUTE_COLUMNS}
+    _emit(predict_one(values))
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from segmentation.report import segment_report
+
+    print(segment_report())
+
+
+def cmd_model_list(args: argparse.Namespace) -> None:
+    from segmentation import registry
+    from segmentation.db import connect
+    from segmentation.report import format_table
+
+    with connect() as conn, conn.cursor() as cur:
+        print(format_table(registry.list_versions(cur)))
+
+
+def cmd_model_promote(args: argparse.Namespace) -> None:
+    from segmentation import registry
+    from segmentation.db import connect
+
+    with connect() as conn, conn.cursor() as cur:
+        registry.promote(cur, args.version, reason=args.reason, forced=True)
+    _emit({"champion": args.version, "reason": args.reason})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
+    parser = argparse.ArgumentParser(prog="segmentation", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        command.set_defaults(func=func)
+        return command
+
+    add("init-db", cmd_init_db, "apply the SQL migrations in sql/ (idempotent)")
+    url = add("db-url", cmd_db_url, "print the customer database URL (starting the embedded server if needed)")
+    url.add_argument("--database", help="another database on the same server, created if missing")
+    url.add_argument("--driver", help="SQLAlchemy driver suffix, e.g. psycopg2")
+    url.add_argument("--airflow-conn", action="store_true", help="print it as an Airflow connection (JSON)")
+    load = add("load-csv", cmd_load_csv, "load a Kaggle-layout CSV into customers (and customer_labels)")
+    load.add_argument("path")
+    gen = add("generate", cmd_generate, "generate synthetic customers and load them (or write a CSV)")
+    gen.add_argument("--rows", type=int, default=50_000)
+    gen.add_argument("--labelled-share", type=float, default=0.3)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--start-id", type=int, default=1)
+    gen.add_argument("--out", help="write a Kaggle-layout CSV instead of loading")
+    for name, func, text in (
+        ("clean", cmd_clean, "validate new and changed customers; quarantine bad rows"),
+        ("features", cmd_features, "build feature rows for new and changed clean customers"),
+        ("score", cmd_score, "score every customer that needs it with the champion"),
+        ("run", cmd_run, "the whole nightly pipeline in this process"),
+    ):
+        add(name, func, text).add_argument("--run-id")
+    train = add("train", cmd_train, "train, register and (through the gate) promote a model")
+    train.add_argument("--run-id")
+    train.add_argument("--candidates", help="comma-separated candidate names")
+    train.add_argument("--cv-folds", type=int)
+    train.add_argument("--row-cap", type=int)
+    train.add_argument("--force-promote", action="store_true")
+    train.add_argument("--no-promote", action="store_true")
+    predict = add("predict", cmd_predict, "score one customer given on the command line")
+    for column in ATTRIBUTE_COLUMNS:
+        allowed = ALLOWED_CATEGORIES.get(column)
+        predict.add_argument(
+            f"--{column.replace('_', '-')}",
+            dest=column,
+            help=f"one of {', '.join(allowed)}" if allowed else "a number",
+        )
+    add("report", cmd_report, "segment summary, model and segment profiles, and how to query them")
+    model = add("model", lambda a: model.print_help(), "the model registry")
+    model_sub = model.add_subparsers(dest="model_command", required=True)
+    listing = model_sub.add_parser("list", help="registry history as a table")
+    listing.set_defaults(func=cmd_model_list)
+    promote = model_sub.add_parser("promote", help="make VERSION the champion (rollback or override)")
+    promote.add_argument("version", type=int)
+    promote.add_argument("--reason", default="promoted by an operator")
+    promote.set_defaults(func=cmd_model_promote)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``segmentation`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        args.func(args)
+    except SegmentationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

