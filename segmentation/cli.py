@@ -50,9 +50,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from segmentation.loading import load_customers, to_raw_text
     from segmentation.pipeline import new_run_id
 
-    frame = generate_customers(
-        args.rows, labelled_share=args.labelled_share, seed=args.seed, start_id=args.start_id
-    )
+    frame = generate_customers(args.rows, labelled_share=args.labelled_share, seed=args.seed, start_id=args.start_id)
     if args.out:
         write_kaggle_csv(frame, args.out)
         _emit({"written": str(args.out), "rows": len(frame)})

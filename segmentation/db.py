@@ -113,9 +113,7 @@ def _engine(url: str, statement_timeout_ms: int, lock_timeout_ms: int) -> Engine
 
     options = f"-c statement_timeout={statement_timeout_ms} -c lock_timeout={lock_timeout_ms}"
     # NullPool: tasks are short-lived processes; a pool would only keep idle server connections open.
-    return create_engine(
-        url, poolclass=NullPool, connect_args={"options": options, "application_name": "segmentation"}
-    )
+    return create_engine(url, poolclass=NullPool, connect_args={"options": options, "application_name": "segmentation"})
 
 
 def get_engine(url: str | None = None, settings: Settings | None = None) -> Engine:
@@ -124,7 +122,8 @@ def get_engine(url: str | None = None, settings: Settings | None = None) -> Engi
     url = url or resolve_database_url(settings)
     if not url.startswith(("postgresql://", "postgresql+psycopg2://", "postgres://")):
         raise ConfigError(f"database URL {redact(url)!r} is not PostgreSQL; expected postgresql://...")
-    url = re.sub(r"^postgres://", "postgresql://", url)
+    # SQLAlchemy 2.1 defaults to psycopg 3; the COPY helpers are written for psycopg2.
+    url = re.sub(r"^postgres(ql)?://", "postgresql+psycopg2://", url)
     return _engine(url, settings.statement_timeout_ms, settings.lock_timeout_ms)
 
 

@@ -91,9 +91,7 @@ def prepare_load(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     bad = reasons.map(bool)
     id_bad = (missing | invalid | duplicate).to_numpy(dtype=bool)
     columns = [c for c in (CUSTOMER_ID, *ATTRIBUTE_COLUMNS, SEGMENT) if c in raw.columns]
-    rejects = pd.DataFrame(
-        {CUSTOMER_ID: ids[bad], "raw": raw_json(raw.loc[bad], columns), "reasons": reasons[bad]}
-    )
+    rejects = pd.DataFrame({CUSTOMER_ID: ids[bad], "raw": raw_json(raw.loc[bad], columns), "reasons": reasons[bad]})
     return rows.loc[~id_bad].reset_index(drop=True), rejects.reset_index(drop=True)
 
 
@@ -121,9 +119,7 @@ def write_rejects(cur, rejects: pd.DataFrame, run_id: str) -> int:
         "(customer_id bigint, raw jsonb, reasons text[], run_id text, source_updated_at timestamptz)"
     )
     cur.execute("TRUNCATE reject_stage")
-    copy_frame_in(
-        cur, frame, "reject_stage", ["customer_id", "raw", "reasons", "run_id", "source_updated_at"]
-    )
+    copy_frame_in(cur, frame, "reject_stage", ["customer_id", "raw", "reasons", "run_id", "source_updated_at"])
     cur.execute(
         """INSERT INTO segmentation.customer_rejects (customer_id, raw, reasons, run_id, source_updated_at)
            SELECT customer_id, raw, reasons, run_id, source_updated_at FROM reject_stage

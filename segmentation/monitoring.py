@@ -32,9 +32,7 @@ def record_run_metrics(cur: Any, run_id: str) -> dict[str, Any]:
     reject_share = (rejected or 0) / rows if rows else 0.0
     _put(cur, run_id, "reject_share", "", reject_share)
 
-    cur.execute(
-        f"SELECT count(*), {_MISSING_SQL} FROM segmentation.clean_customers WHERE run_id = %s", (run_id,)
-    )
+    cur.execute(f"SELECT count(*), {_MISSING_SQL} FROM segmentation.clean_customers WHERE run_id = %s", (run_id,))
     cleaned, *missing = cur.fetchone()
     if cleaned:
         for column, rate in zip(ATTRIBUTE_COLUMNS, missing, strict=True):

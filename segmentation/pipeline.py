@@ -30,6 +30,8 @@ FEATURE_TABLE_COLUMNS = [*CLEAN_TYPED_COLUMNS, *DERIVED_COLUMNS]
 NUMERIC_TEXT_COLUMNS = ["age", "work_experience", "family_size", *DERIVED_COLUMNS]
 # Fewest labelled customers per segment that training accepts.
 MIN_LABELS_PER_SEGMENT = 20
+# How much worse a challenger's holdout log loss may be than the champion's.
+LOG_LOSS_TOLERANCE = 0.01
 
 
 def new_run_id(prefix: str = "cli") -> str:
@@ -111,9 +113,7 @@ def clean(run_id: str, *, url: str | None = None, settings: Settings | None = No
             cur.execute("DELETE FROM segmentation.customer_features WHERE customer_id = ANY(%s)", (ids,))
             cur.execute("DELETE FROM segmentation.clean_customers WHERE customer_id = ANY(%s)", (ids,))
         quarantined = write_rejects(cur, rejects, run_id)
-        figures.update(
-            rows=len(raw), clean=len(result.clean), rejected=quarantined, reasons=reason_counts(rejects)
-        )
+        figures.update(rows=len(raw), clean=len(result.clean), rejected=quarantined, reasons=reason_counts(rejects))
     return figures
 
 
@@ -144,8 +144,7 @@ def build_features(run_id: str, *, url: str | None = None) -> dict[str, Any]:
         features["age"] = features["age"].round().astype("Int16")
         features["spending_rank"] = features["spending_rank"].astype("Int16")
         cur.execute(
-            "CREATE TEMP TABLE feature_stage (LIKE segmentation.customer_features INCLUDING DEFAULTS) "
-            "ON COMMIT DROP"
+            "CREATE TEMP TABLE feature_stage (LIKE segmentation.customer_features INCLUDING DEFAULTS) ON COMMIT DROP"
         )
         columns = [*FEATURE_TABLE_COLUMNS, "source_updated_at"]
         copy_frame_in(cur, features, "feature_stage", columns)
@@ -242,9 +241,7 @@ def train(
             trigger=trigger,
             run_id=run_id,
         )
-        figures.update(
-            version=version, model=result.model_name, rows=len(labelled), **_headline(result.metrics)
-        )
+        figures.update(version=version, model=result.model_name, rows=len(labelled), **_headline(result.metrics))
     registry.export_artifact(version, result.pipeline, {"version": version, **figures})
     return figures
 
@@ -283,11 +280,14 @@ def evaluate_and_promote(
             incumbent = evaluate(registry.load_model(cur, current.version), holdout)
             figures["champion"] = {"version": current.version, **_headline(incumbent)}
             gain = challenger["macro_f1"] - incumbent["macro_f1"]
-            promoted = gain >= settings.promotion_margin
+            # Probabilities are published too, so a challenger may not buy F1 with much worse log loss.
+            loss_ok = challenger["log_loss"] <= incumbent["log_loss"] + LOG_LOSS_TOLERANCE
+            promoted = gain >= settings.promotion_margin and loss_ok
             reason = (
                 f"macro-F1 {challenger['macro_f1']:.4f} vs champion v{current.version} "
                 f"{incumbent['macro_f1']:.4f} on {len(holdout)} holdout customers "
-                f"(gain {gain:+.4f}, margin {settings.promotion_margin:+.4f})"
+                f"(gain {gain:+.4f}, margin {settings.promotion_margin:+.4f}); log loss "
+                f"{challenger['log_loss']:.4f} vs {incumbent['log_loss']:.4f} (tolerance {LOG_LOSS_TOLERANCE})"
             )
         if not promoted and force and (current is None or current.version != version):
             promoted, reason = True, f"force_promote overrode the gate: {reason}"
@@ -300,9 +300,7 @@ def evaluate_and_promote(
     return figures
 
 
-def retrain_if_due(
-    run_id: str, *, url: str | None = None, settings: Settings | None = None
-) -> dict[str, Any]:
+def retrain_if_due(run_id: str, *, url: str | None = None, settings: Settings | None = None) -> dict[str, Any]:
     """Nightly: train and gate a new model when none exists or the champion is older than the interval."""
     settings = settings or get_settings()
     with connect(url) as conn, conn.cursor() as cur:
@@ -321,9 +319,7 @@ def retrain_if_due(
     }
 
 
-def plan_scoring(
-    run_id: str, *, url: str | None = None, settings: Settings | None = None
-) -> list[dict[str, int]]:
+def plan_scoring(run_id: str, *, url: str | None = None, settings: Settings | None = None) -> list[dict[str, int]]:
     """Queue the customers to score and split them into shards; one mapped task per returned item."""
     settings = settings or get_settings()
     with _step(run_id, "plan", url) as (cur, figures):

@@ -69,9 +69,7 @@ def code_version() -> str:
         )
     except (OSError, subprocess.SubprocessError):
         return __version__
-    return (
-        f"{__version__}+{out.stdout.strip()}" if out.returncode == 0 and out.stdout.strip() else __version__
-    )
+    return f"{__version__}+{out.stdout.strip()}" if out.returncode == 0 and out.stdout.strip() else __version__
 
 
 def register(
@@ -108,15 +106,11 @@ def register(
         ),
     )
     version = int(cur.fetchone()[0])
-    log.info(
-        "registered model version %d (%s, sha256 %s, %d bytes)", version, model_name, sha[:12], len(data)
-    )
+    log.info("registered model version %d (%s, sha256 %s, %d bytes)", version, model_name, sha[:12], len(data))
     return version
 
 
-def export_artifact(
-    version: int, model: Any, metadata: dict[str, Any], models_dir: Path | None = None
-) -> Path:
+def export_artifact(version: int, model: Any, metadata: dict[str, Any], models_dir: Path | None = None) -> Path:
     """Write a copy of the artifact and its metadata to ``models/`` for people; workers use the database."""
     import joblib
 

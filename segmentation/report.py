@@ -44,9 +44,7 @@ def segment_report(url: str | None = None) -> str:
         current = registry.champion(cur)
         profiles: dict[str, Any] = {}
         if current is not None:
-            cur.execute(
-                "SELECT profiles FROM segmentation.model_versions WHERE version = %s", (current.version,)
-            )
+            cur.execute("SELECT profiles FROM segmentation.model_versions WHERE version = %s", (current.version,))
             profiles = cur.fetchone()[0] or {}
         rejects = _fetch(
             cur,

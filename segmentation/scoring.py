@@ -121,9 +121,7 @@ ON CONFLICT (customer_id) DO UPDATE SET
 """
 
 
-def score_shard(
-    cur: Any, model: Any, *, run_id: str, shard: int, model_version: int, chunk_size: int
-) -> ShardResult:
+def score_shard(cur: Any, model: Any, *, run_id: str, shard: int, model_version: int, chunk_size: int) -> ShardResult:
     """Score one shard chunk by chunk into a staging table, then upsert it in the caller's transaction.
 
     The caller commits once per shard, so a shard is written completely or not at all, and a
@@ -143,9 +141,7 @@ def score_shard(
     after, rows = -1, 0
     while True:
         chunk_started = time.perf_counter()
-        features = read_features(
-            cur, query, {"run_id": run_id, "shard": shard, "after": after, "limit": chunk_size}
-        )
+        features = read_features(cur, query, {"run_id": run_id, "shard": shard, "after": after, "limit": chunk_size})
         if features.empty:
             break
         scored = predict_frame(model, features)

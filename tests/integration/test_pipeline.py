@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pandas as pd
 import pytest
 
 from segmentation import pipeline, registry
+from segmentation.config import get_settings
 from segmentation.data import generate_customers, read_kaggle_csv
 from segmentation.db import connect, migrate
 from segmentation.errors import ModelError, RejectThresholdExceeded
@@ -129,8 +132,21 @@ def test_a_tampered_artifact_is_never_loaded(fresh_db: str, fast_training: None)
             "UPDATE segmentation.model_versions SET artifact = artifact || '\\x00'::bytea WHERE version = %s",
             (version,),
         )
+    # This worker has a verified copy keyed by the registered sha256, so it keeps using the genuine model.
+    with connect() as conn, conn.cursor() as cur:
+        assert registry.load_model(cur, version) is not None
+    # A worker without that copy must refuse the tampered bytes.
+    shutil.rmtree(get_settings().data_dir / "model-cache")
     with connect() as conn, conn.cursor() as cur, pytest.raises(ModelError, match="corrupt or was tampered"):
         registry.load_model(cur, version)
+    # A corrupt local copy is never used either: it is discarded and the database copy is checked.
+    cache = get_settings().data_dir / "model-cache"
+    cache.mkdir(parents=True)
+    sha = scalar("SELECT sha256 FROM segmentation.model_versions WHERE version = %s", (version,))
+    (cache / f"{sha}.joblib").write_bytes(b"garbage")
+    with connect() as conn, conn.cursor() as cur, pytest.raises(ModelError, match="corrupt or was tampered"):
+        registry.load_model(cur, version)
+    assert not (cache / f"{sha}.joblib").exists()
 
 
 @pytest.mark.realdata
