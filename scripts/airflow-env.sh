@@ -8,7 +8,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER="$ROOT/plugins"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__CORE__EXECUTOR="${AIRFLOW__CORE__EXECUTOR:-LocalExecutor}"
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$ROOT/.data/run}"
-mkdir -p "$AIRFLOW_HOME" "$XDG_RUNTIME_DIR"
+mkdir -p "$AIRFLOW_HOME" "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
 if [ -z "${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN:-}" ]; then
   AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=$(segmentation db-url --database airflow --driver psycopg2)
   export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN

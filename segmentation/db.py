@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from segmentation.config import Settings, get_settings
 from segmentation.errors import ConfigError, DatabaseError
@@ -44,21 +45,31 @@ def redact(url: str) -> str:
 def _airflow_connection_url(conn_id: str) -> str | None:
     """The URL of an Airflow connection, or None when Airflow or the connection is absent.
 
-    Airflow is only asked inside an Airflow process or when the connection is set in the environment:
-    importing it costs seconds, which the CLI should not pay.
+    Airflow is only asked inside an Airflow process (a task or ``dag.test``): importing it costs
+    seconds, which the CLI should not pay. The CLI reads ``SEGMENTATION_DATABASE_URL``.
     """
-    if "airflow.sdk" not in sys.modules and f"AIRFLOW_CONN_{conn_id.upper()}" not in os.environ:
+    if "airflow.sdk" not in sys.modules:
         return None
+    from airflow.sdk import Connection
+    from sqlalchemy.engine import URL
+
     try:
-        from airflow.sdk import Connection
-    except ImportError:
-        return None
-    try:
-        uri = Connection.get(conn_id).get_uri()
-    except Exception as exc:
+        conn = Connection.get(conn_id)
+    except Exception as exc:  # noqa: BLE001 - Airflow raises several types for "not defined"
         log.debug("Airflow connection %r not available: %s", conn_id, type(exc).__name__)
         return None
-    return re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", uri)
+    # Built from the fields rather than get_uri(), so that a socket-directory host survives.
+    host = unquote(conn.host or "") or None
+    socket = {"host": host} if host and host.startswith("/") else {}
+    return URL.create(
+        "postgresql",
+        username=conn.login or None,
+        password=conn.password or None,
+        host=None if socket else host,
+        port=None if socket else conn.port,
+        database=conn.schema or None,
+        query=socket,
+    ).render_as_string(hide_password=False)
 
 
 def embedded_server_url(data_dir: Path, database: str = EMBEDDED_DATABASE) -> str:
