@@ -55,7 +55,7 @@ def _airflow_connection_url(conn_id: str) -> str | None:
 
     try:
         conn = Connection.get(conn_id)
-    except Exception as exc:  # noqa: BLE001 - Airflow raises several types for "not defined"
+    except Exception as exc:
         log.debug("Airflow connection %r not available: %s", conn_id, type(exc).__name__)
         return None
     # Built from the fields rather than get_uri(), so that a socket-directory host survives.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from segmentation import registry
-from segmentation.db import connect, redact, resolve_database_url
+from segmentation.db import connect, resolve_database_url
 
 
 def _fetch(cur: Any, query: str) -> list[dict[str, Any]]:
@@ -27,8 +27,11 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def psql_command(url: str) -> str:
-    """How to open the customer database in psql, without a password in the command."""
-    return f"psql '{redact(url)}'"
+    """How to open the customer database in psql; a password is never printed (psql asks for it)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url).set(drivername="postgresql", password=None)
+    return f"psql '{parsed.render_as_string(hide_password=False)}'"
 
 
 def segment_report(url: str | None = None) -> str:
