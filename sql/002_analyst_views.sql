@@ -22,7 +22,8 @@ SELECT s.segment,
        max(s.model_version) AS model_version
 FROM segmentation.customer_segments AS s
 LEFT JOIN segmentation.customer_features AS f USING (customer_id)
-GROUP BY s.segment;
+GROUP BY s.segment
+ORDER BY s.segment;
 
 CREATE OR REPLACE VIEW segmentation.segment_changes AS
 SELECT h.customer_id,
