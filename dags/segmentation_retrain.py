@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Asset, Param, dag, task
 
+from segmentation.columns import CANDIDATE_NAMES
 from segmentation.config import CHAMPION_ASSET_NAME
 
 DOC_MD = """
@@ -22,16 +23,6 @@ The challenger and the champion are evaluated on the same stable holdout custome
 promotion is a successful run whose `promote` task says why. A promotion updates the
 `segmentation_champion_model` Asset, which triggers `segmentation_nightly` to rescore everyone.
 """
-
-CANDIDATES = [
-    "logistic_regression",
-    "knn",
-    "decision_tree",
-    "naive_bayes",
-    "random_forest",
-    "gradient_boosting",
-    "hist_gradient_boosting",
-]
 
 
 @dag(
@@ -53,7 +44,10 @@ CANDIDATES = [
         "cv_folds": Param(5, type="integer", minimum=2, maximum=20, description="cross-validation folds"),
         "row_cap": Param(0, type="integer", minimum=0, description="max labelled rows; 0 = configured default"),
         "candidates": Param(
-            [], type="array", items={"type": "string", "enum": CANDIDATES}, description="empty = all candidates"
+            [],
+            type="array",
+            items={"type": "string", "enum": list(CANDIDATE_NAMES)},
+            description="empty = all candidates",
         ),
     },
 )

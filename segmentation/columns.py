@@ -71,3 +71,14 @@ DERIVED_COLUMNS: tuple[str, ...] = ("spending_rank", "working_years_share")
 MODEL_NUMERIC_COLUMNS: tuple[str, ...] = (*NUMERIC_COLUMNS, *DERIVED_COLUMNS)
 MODEL_CATEGORICAL_COLUMNS: tuple[str, ...] = CATEGORICAL_COLUMNS
 MODEL_INPUT_COLUMNS: tuple[str, ...] = (*MODEL_NUMERIC_COLUMNS, *MODEL_CATEGORICAL_COLUMNS)
+
+# Candidate model families (the seed's six plus HistGradientBoosting); built in segmentation.training.
+CANDIDATE_NAMES: tuple[str, ...] = (
+    "logistic_regression",
+    "knn",
+    "decision_tree",
+    "naive_bayes",
+    "random_forest",
+    "gradient_boosting",
+    "hist_gradient_boosting",
+)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from segmentation.errors import ConfigError
 
@@ -16,23 +17,17 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(ENV_PREFIX + name, default)
 
 
-def _float(name: str, default: float, low: float, high: float) -> float:
-    raw = _env(name, str(default))
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{ENV_PREFIX}{name}={raw!r} is not a number; expected {low}..{high}") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{ENV_PREFIX}{name}={value} is out of range; expected {low}..{high}")
-    return value
+N = TypeVar("N", int, float)
 
 
-def _int(name: str, default: int, low: int, high: int) -> int:
+def _number(name: str, default: N, low: N, high: N) -> N:
+    """A numeric setting of the default's type, checked against its inclusive range."""
+    kind = type(default)
     raw = _env(name, str(default))
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise ConfigError(f"{ENV_PREFIX}{name}={raw!r} is not an integer; expected {low}..{high}") from None
+        raise ConfigError(f"{ENV_PREFIX}{name}={raw!r} is not a {kind.__name__}; expected {low}..{high}") from None
     if not low <= value <= high:
         raise ConfigError(f"{ENV_PREFIX}{name}={value} is out of range; expected {low}..{high}")
     return value
@@ -72,18 +67,18 @@ def get_settings() -> Settings:
         data_dir=data_dir,
         models_dir=Path(_env("MODELS_DIR", str(PROJECT_ROOT / "models"))).expanduser().resolve(),
         sql_dir=Path(_env("SQL_DIR", str(PROJECT_ROOT / "sql"))).expanduser().resolve(),
-        reject_threshold=_float("REJECT_THRESHOLD", 0.20, 0.0, 1.0),
-        shard_size=_int("SHARD_SIZE", 50_000, 1, 100_000_000),
-        chunk_size=_int("CHUNK_SIZE", 20_000, 1, 10_000_000),
-        max_shards=_int("MAX_SHARDS", 1024, 1, 1024),
-        retrain_interval_days=_int("RETRAIN_INTERVAL_DAYS", 7, 0, 3650),
-        cv_folds=_int("CV_FOLDS", 5, 2, 20),
-        train_row_cap=_int("TRAIN_ROW_CAP", 50_000, 100, 100_000_000),
-        holdout_share=_float("HOLDOUT_SHARE", 0.2, 0.05, 0.5),
-        random_state=_int("RANDOM_STATE", 42, 0, 2**31 - 1),
-        promotion_margin=_float("PROMOTION_MARGIN", 0.0, -1.0, 1.0),
-        statement_timeout_ms=_int("STATEMENT_TIMEOUT_MS", 3_600_000, 0, 86_400_000),
-        lock_timeout_ms=_int("LOCK_TIMEOUT_MS", 120_000, 0, 86_400_000),
+        reject_threshold=_number("REJECT_THRESHOLD", 0.20, 0.0, 1.0),
+        shard_size=_number("SHARD_SIZE", 50_000, 1, 100_000_000),
+        chunk_size=_number("CHUNK_SIZE", 20_000, 1, 10_000_000),
+        max_shards=_number("MAX_SHARDS", 1024, 1, 1024),
+        retrain_interval_days=_number("RETRAIN_INTERVAL_DAYS", 7, 0, 3650),
+        cv_folds=_number("CV_FOLDS", 5, 2, 20),
+        train_row_cap=_number("TRAIN_ROW_CAP", 50_000, 100, 100_000_000),
+        holdout_share=_number("HOLDOUT_SHARE", 0.2, 0.05, 0.5),
+        random_state=_number("RANDOM_STATE", 42, 0, 2**31 - 1),
+        promotion_margin=_number("PROMOTION_MARGIN", 0.0, -1.0, 1.0),
+        statement_timeout_ms=_number("STATEMENT_TIMEOUT_MS", 3_600_000, 0, 86_400_000),
+        lock_timeout_ms=_number("LOCK_TIMEOUT_MS", 120_000, 0, 86_400_000),
         candidates=candidates,
     )
 

@@ -15,7 +15,7 @@ from typing import IO
 import numpy as np
 import pandas as pd
 
-from segmentation.columns import ATTRIBUTE_COLUMNS, CUSTOMER_ID, KAGGLE_COLUMNS, SEGMENT, SEGMENTS
+from segmentation.columns import ALLOWED_CATEGORIES, ATTRIBUTE_COLUMNS, CUSTOMER_ID, KAGGLE_COLUMNS, SEGMENT, SEGMENTS
 from segmentation.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -136,21 +136,11 @@ def write_kaggle_csv(df: pd.DataFrame, target: CsvSource) -> None:
 _SEGMENT_SHARES = (0.244, 0.230, 0.244, 0.281)
 
 # Category labels in the order of the table columns below.
-_GENDERS = ("Female", "Male")
-_NO_YES = ("No", "Yes")
-_PROFESSIONS = (
-    "Artist",
-    "Doctor",
-    "Engineer",
-    "Entertainment",
-    "Executive",
-    "Healthcare",
-    "Homemaker",
-    "Lawyer",
-    "Marketing",
-)
-_SPENDING_SCORES = ("Low", "Average", "High")
-_VAR_1_VALUES = ("Cat_1", "Cat_2", "Cat_3", "Cat_4", "Cat_5", "Cat_6", "Cat_7")
+_GENDERS = ALLOWED_CATEGORIES["gender"]
+_NO_YES = ALLOWED_CATEGORIES["ever_married"]
+_PROFESSIONS = ALLOWED_CATEGORIES["profession"]
+_SPENDING_SCORES = ALLOWED_CATEGORIES["spending_score"]
+_VAR_1_VALUES = ALLOWED_CATEGORIES["var_1"]
 
 # Age bands [18,20), [20,25), ..., [85,90); integer ages are uniform inside a band.
 _AGE_EDGES = np.array([18, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80, 85, 90])

@@ -67,7 +67,7 @@ def test_holdout_is_stable_and_near_its_share() -> None:
     ("name", "value", "message"),
     [
         ("REJECT_THRESHOLD", "1.5", "out of range"),
-        ("REJECT_THRESHOLD", "lots", "not a number"),
+        ("REJECT_THRESHOLD", "lots", "not a float"),
         ("SHARD_SIZE", "0", "out of range"),
         ("MAX_SHARDS", "5000", r"expected 1\.\.1024"),
     ],

@@ -358,3 +358,9 @@ def test_train_model_with_a_given_holdout_evaluates_exactly_it(labelled: pd.Data
     again = evaluate(result.pipeline, holdout)
     assert again["accuracy"] == pytest.approx(result.metrics["accuracy"])
     assert again["log_loss"] == pytest.approx(result.metrics["log_loss"])
+
+
+def test_candidate_names_shared_with_the_dags_match_the_estimators() -> None:
+    from segmentation.columns import CANDIDATE_NAMES
+
+    assert tuple(CANDIDATES) == CANDIDATE_NAMES
