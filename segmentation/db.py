@@ -114,7 +114,13 @@ def resolve_database_url(settings: Settings | None = None) -> str:
 
 @lru_cache(maxsize=8)
 def _resolve_fallback(conn_id: str, data_dir: Path) -> str:
-    return _airflow_connection_url(conn_id) or embedded_server_url(data_dir)
+    url = _airflow_connection_url(conn_id)
+    if url:
+        log.info("customer database from Airflow connection %r: %s", conn_id, redact(url))
+        return url
+    url = embedded_server_url(data_dir)
+    log.info("customer database: embedded server %s", redact(url))
+    return url
 
 
 @lru_cache(maxsize=8)
