@@ -54,6 +54,7 @@ class Settings:
     promotion_margin: float
     statement_timeout_ms: int
     lock_timeout_ms: int
+    drift_threshold: float
     candidates: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -79,6 +80,7 @@ def get_settings() -> Settings:
         promotion_margin=_number("PROMOTION_MARGIN", 0.0, -1.0, 1.0),
         statement_timeout_ms=_number("STATEMENT_TIMEOUT_MS", 3_600_000, 0, 86_400_000),
         lock_timeout_ms=_number("LOCK_TIMEOUT_MS", 120_000, 0, 86_400_000),
+        drift_threshold=_number("DRIFT_THRESHOLD", 0.25, 0.0, 100.0),
         candidates=candidates,
     )
 

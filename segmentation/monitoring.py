@@ -1,11 +1,14 @@
-"""Data-quality and drift figures per run, written to ``drift_metrics``."""
+"""Data-quality and drift figures per run, written to ``drift_metrics``, and the drift check for retraining."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from segmentation.columns import ATTRIBUTE_COLUMNS
+import numpy as np
+import pandas as pd
+
+from segmentation.columns import ATTRIBUTE_COLUMNS, CATEGORICAL_COLUMNS, NUMERIC_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -48,3 +51,71 @@ def record_run_metrics(cur: Any, run_id: str) -> dict[str, Any]:
     cur.execute("SELECT count(*) FROM segmentation.customer_segments WHERE run_id = %s", (run_id,))
     scored = int(cur.fetchone()[0])
     return {"reject_share": round(reject_share, 4), "scored_this_run": scored, "segment_shares": shares}
+
+
+MISSING = "(missing)"
+# Shares below this are floored so that a category absent on one side gives a finite PSI.
+_PSI_FLOOR = 1e-4
+
+
+def reference_distributions(frame: pd.DataFrame) -> dict[str, Any]:
+    """Category shares and numeric decile bins of training data, kept in the model's data fingerprint."""
+    out: dict[str, Any] = {"categorical": {}, "numeric": {}}
+    for column in CATEGORICAL_COLUMNS:
+        shares = frame[column].astype("object").where(frame[column].notna(), MISSING).value_counts(normalize=True)
+        out["categorical"][column] = {str(k): round(float(v), 6) for k, v in shares.items()}
+    for column in NUMERIC_COLUMNS:
+        values = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+        edges = sorted(set(np.nanquantile(values, np.linspace(0.1, 0.9, 9)).round(6).tolist()))
+        out["numeric"][column] = {"edges": edges, "shares": _bucket_shares(values, edges)}
+    return out
+
+
+def _bucket_shares(values: pd.Series, edges: list[float]) -> list[float]:
+    """Shares per bucket (like SQL width_bucket over ``edges``), the last bucket holding missing values."""
+    buckets = np.searchsorted(np.asarray(edges), values.to_numpy(), side="right")
+    buckets = np.where(values.isna().to_numpy(), len(edges) + 1, buckets)
+    counts = np.bincount(buckets, minlength=len(edges) + 2)
+    return (counts / max(len(values), 1)).round(6).tolist()
+
+
+def psi(expected: list[float], actual: list[float]) -> float:
+    """Population stability index between two aligned share vectors."""
+    e = np.maximum(np.asarray(expected, dtype=float), _PSI_FLOOR)
+    a = np.maximum(np.asarray(actual, dtype=float), _PSI_FLOOR)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def current_drift(cur: Any, reference: dict[str, Any]) -> dict[str, float]:
+    """PSI per column of today's ``customer_features`` against the training reference, computed in SQL."""
+    drift: dict[str, float] = {}
+    cur.execute("SELECT count(*) FROM segmentation.customer_features")
+    total = int(cur.fetchone()[0])
+    if total == 0:
+        return drift
+    for column, expected in reference.get("categorical", {}).items():
+        cur.execute(
+            f"SELECT coalesce({column}, %s), count(*) FROM segmentation.customer_features GROUP BY 1", (MISSING,)
+        )
+        actual = {str(k): n / total for k, n in cur.fetchall()}
+        keys = sorted(set(expected) | set(actual))
+        drift[column] = psi([expected.get(k, 0.0) for k in keys], [actual.get(k, 0.0) for k in keys])
+    for column, ref in reference.get("numeric", {}).items():
+        edges = ref["edges"]
+        cur.execute(
+            f"""SELECT CASE WHEN {column} IS NULL THEN %s
+                            ELSE (SELECT count(*) FROM unnest(%s::float8[]) AS e WHERE e <= {column}) END,
+                       count(*)
+                FROM segmentation.customer_features GROUP BY 1""",
+            (len(edges) + 1, edges),
+        )
+        counts = dict(cur.fetchall())
+        actual = [counts.get(i, 0) / total for i in range(len(edges) + 2)]
+        drift[column] = psi(ref["shares"], actual)
+    return {k: round(v, 6) for k, v in drift.items()}
+
+
+def record_drift(cur: Any, run_id: str, drift: dict[str, float]) -> None:
+    """Store per-column PSI figures of a run."""
+    for column, value in drift.items():
+        _put(cur, run_id, "psi", column, value)

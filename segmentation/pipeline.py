@@ -177,17 +177,26 @@ def holdout_mask(customer_ids: pd.Series, share: float) -> pd.Series:
     return hashed < int(share * 2**32)
 
 
-def retrain_due(cur: Any, settings: Settings) -> str | None:
-    """Why a retrain is due now (no champion, or the champion is too old), or None."""
+def retrain_due(cur: Any, run_id: str, settings: Settings) -> tuple[str, str] | None:
+    """Whether a retrain is due now, as ``(trigger, reason)``: no champion, an old champion, or input drift."""
+    from segmentation.monitoring import current_drift, record_drift
+
     current = registry.champion(cur)
     if current is None:
-        return "no champion yet"
+        return "schedule", "no champion yet"
     cur.execute(
-        "SELECT now() - created_at > make_interval(days => %s) FROM segmentation.model_versions WHERE version = %s",
+        """SELECT now() - created_at > make_interval(days => %s), data_fingerprint->'distributions'
+           FROM segmentation.model_versions WHERE version = %s""",
         (settings.retrain_interval_days, current.version),
     )
-    if cur.fetchone()[0]:
-        return f"champion v{current.version} is older than {settings.retrain_interval_days} days"
+    too_old, reference = cur.fetchone()
+    if too_old:
+        return "schedule", f"champion v{current.version} is older than {settings.retrain_interval_days} days"
+    drift = current_drift(cur, reference or {})
+    record_drift(cur, run_id, drift)
+    worst = max(drift.items(), key=lambda kv: kv[1], default=None)
+    if worst and worst[1] > settings.drift_threshold:
+        return "drift", f"input drift: PSI of {worst[0]} is {worst[1]:.3f}, above {settings.drift_threshold}"
     return None
 
 
@@ -202,6 +211,7 @@ def train(
     settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Train on labelled customers, register a candidate version and export a copy; returns its figures."""
+    from segmentation.monitoring import reference_distributions
     from segmentation.training import segment_profiles, train_model
 
     settings = settings or get_settings()
@@ -229,6 +239,7 @@ def train(
             "holdout_rows": result.n_holdout,
             "label_shares": result.label_shares,
             "max_updated_at": str(labelled["source_updated_at"].max()),
+            "distributions": reference_distributions(labelled),
         }
         version = registry.register(
             cur,
@@ -304,15 +315,17 @@ def retrain_if_due(run_id: str, *, url: str | None = None, settings: Settings | 
     """Nightly: train and gate a new model when none exists or the champion is older than the interval."""
     settings = settings or get_settings()
     with connect(url) as conn, conn.cursor() as cur:
-        reason = retrain_due(cur, settings)
-    if reason is None:
+        due = retrain_due(cur, run_id, settings)
+    if due is None:
         log.info("no retrain due")
         return {"trained": False}
-    log.info("retrain due: %s", reason)
-    trained = train(run_id, trigger="schedule", url=url, settings=settings)
+    trigger, reason = due
+    log.info("retrain due (%s): %s", trigger, reason)
+    trained = train(run_id, trigger=trigger, url=url, settings=settings)
     decision = evaluate_and_promote(run_id, trained["version"], url=url, settings=settings)
     return {
         "trained": True,
+        "trigger": trigger,
         "reason": reason,
         "version": trained["version"],
         "promoted": decision["promoted"],

@@ -1,0 +1,103 @@
+"""Model governance on a real database: the promotion gate both ways, forced promotion, rollback and drift."""
+
+from __future__ import annotations
+
+import pytest
+
+from segmentation import pipeline, registry
+from segmentation.db import connect
+from segmentation.errors import ModelError
+from tests.integration.test_pipeline import load_generated, query, scalar
+
+pytestmark = pytest.mark.db
+
+
+@pytest.fixture
+def trained_night(fresh_db: str, monkeypatch: pytest.MonkeyPatch) -> int:
+    """A database with customers, one nightly run done, and its champion's version."""
+    monkeypatch.setenv("SEGMENTATION_CANDIDATES", "logistic_regression")
+    monkeypatch.setenv("SEGMENTATION_CV_FOLDS", "2")
+    load_generated(2500, labelled_share=0.6)
+    pipeline.run_nightly("night-1")
+    return int(scalar("SELECT version FROM segmentation.model_versions WHERE status = 'champion'"))
+
+
+def champion() -> int:
+    return int(scalar("SELECT version FROM segmentation.model_versions WHERE status = 'champion'"))
+
+
+def test_gate_refuses_a_challenger_below_the_margin(trained_night: int, monkeypatch) -> None:
+    monkeypatch.setenv("SEGMENTATION_PROMOTION_MARGIN", "0.2")
+    challenger = pipeline.train("retrain-1", trigger="manual")["version"]
+    decision = pipeline.evaluate_and_promote("retrain-1", challenger)
+    assert decision["promoted"] is False and "margin +0.2000" in decision["reason"]
+    assert champion() == trained_night
+    status, notes = query("SELECT status, notes FROM segmentation.model_versions WHERE version = %s", (challenger,))[0]
+    assert status == "rejected" and "gain" in notes
+
+
+def test_gate_promotes_a_challenger_that_clears_the_margin(trained_night: int, monkeypatch) -> None:
+    monkeypatch.setenv("SEGMENTATION_PROMOTION_MARGIN", "-1")  # any challenger clears a margin of -100 points
+    monkeypatch.setenv("SEGMENTATION_CANDIDATES", "hist_gradient_boosting")
+    challenger = pipeline.train("retrain-2", trigger="manual")["version"]
+    decision = pipeline.evaluate_and_promote("retrain-2", challenger)
+    # The same holdout customers were scored by both models.
+    assert decision["champion"]["version"] == trained_night
+    if decision["promoted"]:
+        assert champion() == challenger
+        assert (
+            scalar("SELECT status FROM segmentation.model_versions WHERE version = %s", (trained_night,)) == "retired"
+        )
+    else:  # only a much worse log loss may stop it
+        assert decision["challenger"]["log_loss"] > decision["champion"]["log_loss"] + pipeline.LOG_LOSS_TOLERANCE
+
+
+def test_force_promotion_is_recorded_and_rollback_restores_the_old_champion(trained_night: int, monkeypatch) -> None:
+    monkeypatch.setenv("SEGMENTATION_PROMOTION_MARGIN", "0.5")
+    challenger = pipeline.train("retrain-3", trigger="manual")["version"]
+    decision = pipeline.evaluate_and_promote("retrain-3", challenger, force=True)
+    assert decision["promoted"] is True and decision["reason"].startswith("force_promote overrode the gate")
+    assert champion() == challenger
+    assert scalar("SELECT notes FROM segmentation.model_versions WHERE version = %s", (challenger,)).startswith(
+        "forced: "
+    )
+    # A new champion means a full rescore, spread over shards.
+    rescored = pipeline.score_all("rescore-1")
+    assert rescored["rows"] == scalar("SELECT count(*) FROM segmentation.customer_features")
+
+    with connect() as conn, conn.cursor() as cur:
+        registry.promote(cur, trained_night, reason="rollback", forced=True)
+    assert champion() == trained_night
+    assert scalar("SELECT count(*) FROM segmentation.model_versions WHERE status = 'champion'") == 1
+    with connect() as conn, conn.cursor() as cur, pytest.raises(ModelError, match="does not exist"):
+        registry.promote(cur, 999, reason="typo")
+
+
+def test_registry_records_fingerprint_code_version_and_trigger(trained_night: int) -> None:
+    fingerprint, trigger, code, metrics, profiles = query(
+        """SELECT data_fingerprint, trigger, code_version, metrics, profiles
+           FROM segmentation.model_versions WHERE version = %s""",
+        (trained_night,),
+    )[0]
+    assert fingerprint["rows"] == 1500 and set(fingerprint["label_shares"]) == set("ABCD")
+    assert fingerprint["max_updated_at"] and "categorical" in fingerprint["distributions"]
+    assert trigger == "schedule" and code
+    assert len(metrics["confusion_matrix"]) == 4
+    assert set(profiles) == set("ABCD") and profiles["A"]["description"].startswith("Segment A")
+
+
+def test_input_drift_triggers_a_retrain(trained_night: int) -> None:
+    assert pipeline.retrain_if_due("night-2") == {"trained": False}
+    psi = dict(
+        query("SELECT subject, value FROM segmentation.drift_metrics WHERE run_id = 'night-2' AND metric = 'psi'")
+    )
+    assert set(psi) >= {"age", "profession"} and max(psi.values()) < 0.25
+
+    with connect() as conn, conn.cursor() as cur:  # the customer base shifts: everyone is now a lawyer
+        cur.execute("UPDATE segmentation.customers SET profession = 'Lawyer', updated_at = now()")
+    pipeline.clean("night-3")
+    pipeline.build_features("night-3")
+    result = pipeline.retrain_if_due("night-3")
+    assert result["trained"] is True and result["trigger"] == "drift"
+    assert "PSI of profession" in result["reason"]
+    assert scalar("SELECT trigger FROM segmentation.model_versions WHERE version = %s", (result["version"],)) == "drift"
