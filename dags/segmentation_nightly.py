@@ -58,12 +58,12 @@ def segmentation_nightly() -> None:
     @task
     def clean(run_id: str | None = None) -> dict:
         from segmentation import pipeline
-        from segmentation.errors import RejectThresholdExceeded
+        from segmentation.errors import DataError
 
         try:
             return pipeline.clean(run_id)
-        except RejectThresholdExceeded as exc:
-            raise AirflowFailException(str(exc)) from exc  # bad data does not improve on retry
+        except DataError as exc:
+            raise AirflowFailException(str(exc)) from exc  # bad data or a changed schema: retrying cannot help
 
     @task
     def features(run_id: str | None = None) -> dict:

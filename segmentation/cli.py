@@ -20,11 +20,13 @@ def _emit(payload: Any) -> None:
 
 
 def cmd_init_db(args: argparse.Namespace) -> None:
-    from segmentation.db import migrate, redact, resolve_database_url
+    from segmentation.db import apply_roles, migrate, redact, resolve_database_url
 
     url = resolve_database_url()
     applied = migrate(url)
-    _emit({"database": redact(url), "applied": applied})
+    if args.roles:
+        apply_roles(url)
+    _emit({"database": redact(url), "applied": applied, "roles": bool(args.roles)})
 
 
 def cmd_db_url(args: argparse.Namespace) -> None:
@@ -146,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
         command.set_defaults(func=func)
         return command
 
-    add("init-db", cmd_init_db, "apply the SQL migrations in sql/ (idempotent)")
+    init = add("init-db", cmd_init_db, "apply the SQL migrations in sql/ (idempotent)")
+    init.add_argument("--roles", action="store_true", help="also create the pipeline and analyst roles (sql/roles.sql)")
     url = add("db-url", cmd_db_url, "print the customer database URL (starting the embedded server if needed)")
     url.add_argument("--database", help="another database on the same server, created if missing")
     url.add_argument("--driver", help="SQLAlchemy driver suffix, e.g. psycopg2")

@@ -234,6 +234,15 @@ def migrate(url: str | None = None, sql_dir: Path | None = None) -> list[str]:
     return applied
 
 
+def apply_roles(url: str | None = None, sql_dir: Path | None = None) -> None:
+    """Create the pipeline and analyst roles and grant their privileges (``sql/roles.sql``, idempotent)."""
+    sql_dir = sql_dir or get_settings().sql_dir
+    with connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+        cur.execute((sql_dir / "roles.sql").read_text())
+    log.info("applied roles.sql")
+
+
 def sibling_database_url(database: str, settings: Settings | None = None) -> str:
     """A URL to ``database`` on the customer database's server, created when missing (e.g. Airflow's own)."""
     from sqlalchemy.engine import make_url

@@ -20,7 +20,7 @@ from segmentation.cleaning import check_reject_share, reason_counts, validate
 from segmentation.columns import ATTRIBUTE_COLUMNS, CUSTOMER_ID, DERIVED_COLUMNS, SEGMENT, SEGMENTS
 from segmentation.config import Settings, get_settings
 from segmentation.db import connect, copy_frame_in, copy_frame_out
-from segmentation.errors import ModelError
+from segmentation.errors import DataError, ModelError
 from segmentation.loading import write_rejects
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ FEATURE_TABLE_COLUMNS = [*CLEAN_TYPED_COLUMNS, *DERIVED_COLUMNS]
 NUMERIC_TEXT_COLUMNS = ["age", "work_experience", "family_size", *DERIVED_COLUMNS]
 # Fewest labelled customers per segment that training accepts.
 MIN_LABELS_PER_SEGMENT = 20
+CLEAN_LOCK_KEY = 7_210_004
 # How much worse a challenger's holdout log loss may be than the champion's.
 LOG_LOSS_TOLERANCE = 0.01
 
@@ -82,6 +83,22 @@ WHERE (k.customer_id IS NULL OR k.source_updated_at < c.updated_at)
 """
 
 
+def check_source_columns(cur: Any) -> None:
+    """Fail with the column names when upstream renamed or dropped columns of ``customers``."""
+    cur.execute(
+        """SELECT column_name FROM information_schema.columns
+           WHERE table_schema = 'segmentation' AND table_name = 'customers'"""
+    )
+    present = {row[0] for row in cur.fetchall()}
+    missing = [c for c in (CUSTOMER_ID, *ATTRIBUTE_COLUMNS, "updated_at") if c not in present]
+    if missing:
+        extra = sorted(present - {CUSTOMER_ID, *ATTRIBUTE_COLUMNS, "updated_at"})
+        raise DataError(
+            f"segmentation.customers lacks columns {missing} (unexpected columns: {extra}); "
+            f"expected {[CUSTOMER_ID, *ATTRIBUTE_COLUMNS, 'updated_at']}. Nothing was cleaned or scored."
+        )
+
+
 def clean(run_id: str, *, url: str | None = None, settings: Settings | None = None) -> dict[str, Any]:
     """Validate new and changed customers: clean rows to ``clean_customers``, bad rows to quarantine.
 
@@ -89,6 +106,9 @@ def clean(run_id: str, *, url: str | None = None, settings: Settings | None = No
     """
     settings = settings or get_settings()
     with _step(run_id, "clean", url) as (cur, figures):
+        # One cleaner at a time: a second, overlapping run waits here and then finds nothing new.
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (CLEAN_LOCK_KEY,))
+        check_source_columns(cur)
         raw = copy_frame_out(cur, _CLEAN_CANDIDATES_SQL)
         result = validate(raw)
         check_reject_share(len(raw), result.rejects, settings.reject_threshold)

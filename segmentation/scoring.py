@@ -17,6 +17,8 @@ from segmentation.errors import ModelError
 
 log = logging.getLogger(__name__)
 
+SEGMENT_WRITE_LOCK_KEY = 7_210_003
+
 # Customers to score: never scored, changed since their score, or scored by another model.
 WORK_SQL = """
 SELECT f.customer_id
@@ -157,6 +159,9 @@ def score_shard(cur: Any, model: Any, *, run_id: str, shard: int, model_version:
             len(features) / max(elapsed, 1e-9),
         )
     params = {"model_version": model_version, "run_id": run_id}
+    # Writers of customer_segments take turns for the short history+upsert step, so that overlapping
+    # runs each compare against the other's committed result and never log the same change twice.
+    cur.execute("SELECT pg_advisory_xact_lock(%s)", (SEGMENT_WRITE_LOCK_KEY,))
     cur.execute(_HISTORY_SQL, params)
     changed = cur.rowcount
     cur.execute(_UPSERT_SQL, params)

@@ -1,0 +1,209 @@
+"""Faults against real PostgreSQL: killed shards, dropped connections, stuck locks, overlapping and repeated
+runs, schema drift. Each test states what was lost: it must be nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import psycopg2
+import pytest
+
+from segmentation import pipeline
+from segmentation.db import connect, reset_url_cache
+from segmentation.errors import DatabaseError, DataError
+from tests.integration.test_pipeline import load_generated, query, scalar
+
+pytestmark = pytest.mark.db
+
+SEGMENT_COLUMNS = "customer_id, segment, p_a, p_b, p_c, p_d, model_version, source_updated_at"
+
+
+@pytest.fixture
+def scored_base(fresh_db: str, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """3,000 scored customers, the undisturbed result, and everything wiped for a re-score."""
+    monkeypatch.setenv("SEGMENTATION_CANDIDATES", "logistic_regression")
+    monkeypatch.setenv("SEGMENTATION_CV_FOLDS", "2")
+    monkeypatch.setenv("SEGMENTATION_CHUNK_SIZE", "200")
+    load_generated(3000, labelled_share=0.5)
+    pipeline.run_nightly("undisturbed")
+    expected = query(f"SELECT {SEGMENT_COLUMNS} FROM segmentation.customer_segments ORDER BY customer_id")
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute("TRUNCATE segmentation.customer_segments, segmentation.segment_history")
+    version = int(scalar("SELECT version FROM segmentation.model_versions WHERE status = 'champion'"))
+    return {"expected": expected, "version": version, "url": fresh_db}
+
+
+def _score_in_subprocess(run_id: str, version: int) -> subprocess.Popen:
+    code = f"from segmentation import pipeline; pipeline.score_shard({run_id!r}, 0, {version})"
+    return subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ), stderr=subprocess.PIPE)
+
+
+def _wait_for_query(pattern: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"scorer ended before {pattern!r}: {proc.stderr.read().decode()[-2000:]}")
+        rows = query(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'segmentation' AND query LIKE %s "
+            "AND pid <> pg_backend_pid()",
+            (pattern,),
+        )
+        if rows[0][0]:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"no backend ran {pattern!r} within {timeout} s")
+
+
+def _assert_nothing_written(run_id: str) -> None:
+    assert scalar("SELECT count(*) FROM segmentation.customer_segments WHERE run_id = %s", (run_id,)) == 0
+    assert scalar("SELECT count(*) FROM segmentation.segment_history WHERE run_id = %s", (run_id,)) == 0
+
+
+def _assert_equals_undisturbed(expected: list) -> None:
+    got = query(f"SELECT {SEGMENT_COLUMNS} FROM segmentation.customer_segments ORDER BY customer_id")
+    assert got == expected
+    assert scalar("SELECT count(*) - count(DISTINCT customer_id) FROM segmentation.segment_history") == 0
+
+
+def test_sigkill_between_staging_copy_and_commit(scored_base: dict, monkeypatch) -> None:
+    monkeypatch.setenv("SEGMENTATION_SHARD_SIZE", "5000")  # one shard
+    assert len(pipeline.plan_scoring("killed-1")) == 1
+    proc = _score_in_subprocess("killed-1", scored_base["version"])
+    _wait_for_query("COPY score_stage%", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    _assert_nothing_written("killed-1")
+    pipeline.score_shard("killed-1", 0, scored_base["version"])  # Airflow's retry
+    _assert_equals_undisturbed(scored_base["expected"])
+
+
+def test_sigkill_during_the_upsert(scored_base: dict, monkeypatch) -> None:
+    monkeypatch.setenv("SEGMENTATION_SHARD_SIZE", "5000")
+    pipeline.plan_scoring("killed-2")
+    blocker = psycopg2.connect(scored_base["url"])
+    with blocker.cursor() as cur:  # a row the upsert must wait for, so the kill lands inside the upsert
+        cur.execute(
+            "INSERT INTO segmentation.customer_segments (customer_id, segment, p_a, p_b, p_c, p_d, model_version, "
+            "source_updated_at, run_id) VALUES (1500, 'A', 1, 0, 0, 0, %s, now(), 'blocker')",
+            (scored_base["version"],),
+        )
+    proc = _score_in_subprocess("killed-2", scored_base["version"])
+    _wait_for_query("%INSERT INTO segmentation.customer_segments%", proc)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    blocker.rollback()
+    blocker.close()
+    _assert_nothing_written("killed-2")
+    pipeline.score_shard("killed-2", 0, scored_base["version"])
+    _assert_equals_undisturbed(scored_base["expected"])
+
+
+def test_a_dropped_connection_fails_the_shard_cleanly_and_the_retry_completes(scored_base: dict, monkeypatch) -> None:
+    monkeypatch.setenv("SEGMENTATION_SHARD_SIZE", "5000")
+    pipeline.plan_scoring("dropped")
+    proc = _score_in_subprocess("dropped", scored_base["version"])
+    _wait_for_query("COPY score_stage%", proc)
+    query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'segmentation' "
+        "AND pid <> pg_backend_pid() AND datname = current_database()"
+    )
+    assert proc.wait(timeout=60) != 0  # the task fails (Airflow retries it)
+    _assert_nothing_written("dropped")
+    pipeline.score_shard("dropped", 0, scored_base["version"])
+    _assert_equals_undisturbed(scored_base["expected"])
+
+
+def test_a_stuck_lock_times_out_instead_of_hanging(scored_base: dict, monkeypatch) -> None:
+    monkeypatch.setenv("SEGMENTATION_LOCK_TIMEOUT_MS", "500")
+    monkeypatch.setenv("SEGMENTATION_SHARD_SIZE", "5000")
+    reset_url_cache()
+    pipeline.plan_scoring("stuck")
+    blocker = psycopg2.connect(scored_base["url"])
+    with blocker.cursor() as cur:
+        cur.execute("LOCK TABLE segmentation.customer_segments IN ACCESS EXCLUSIVE MODE")
+    started = time.monotonic()
+    try:
+        with pytest.raises(psycopg2.errors.LockNotAvailable):
+            pipeline.score_shard("stuck", 0, scored_base["version"])
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert time.monotonic() - started < 30
+    _assert_nothing_written("stuck")
+
+
+def test_overlapping_runs_do_not_duplicate_anything(scored_base: dict, monkeypatch) -> None:
+    monkeypatch.setenv("SEGMENTATION_SHARD_SIZE", "800")
+    errors: list[BaseException] = []
+
+    def run(run_id: str) -> None:
+        try:
+            pipeline.score_all(run_id)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(f"overlap-{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert errors == []
+    _assert_equals_undisturbed(scored_base["expected"])
+    assert scalar("SELECT count(*) FROM segmentation.segment_history") == 3000
+
+
+def test_rerunning_and_backfilling_leave_the_tables_identical(scored_base: dict) -> None:
+    pipeline.run_nightly("day-1")
+    before = (
+        query(f"SELECT {SEGMENT_COLUMNS} FROM segmentation.customer_segments ORDER BY customer_id"),
+        scalar("SELECT count(*) FROM segmentation.segment_history"),
+        scalar("SELECT count(*) FROM segmentation.clean_customers"),
+    )
+    for run_id in ("day-1", "day-2", "day-3", "day-1"):  # a re-run of day 1 and a backfill over days 2-3
+        pipeline.run_nightly(run_id)
+    after = (
+        query(f"SELECT {SEGMENT_COLUMNS} FROM segmentation.customer_segments ORDER BY customer_id"),
+        scalar("SELECT count(*) FROM segmentation.segment_history"),
+        scalar("SELECT count(*) FROM segmentation.clean_customers"),
+    )
+    assert after == before
+
+
+@pytest.mark.parametrize(
+    "ddl",
+    [
+        "ALTER TABLE segmentation.customers RENAME COLUMN profession TO job",
+        "ALTER TABLE segmentation.customers DROP COLUMN family_size",
+    ],
+)
+def test_upstream_schema_drift_names_the_column(fresh_db: str, ddl: str) -> None:
+    load_generated(50)
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute(ddl)
+    with pytest.raises(DataError, match=r"lacks columns \['(profession|family_size)'\]"):
+        pipeline.clean("drifted")
+    assert scalar("SELECT count(*) FROM segmentation.clean_customers") == 0
+
+
+def test_a_type_change_upstream_is_still_validated(fresh_db: str) -> None:
+    load_generated(50)
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute("ALTER TABLE segmentation.customers ALTER COLUMN age TYPE numeric USING age::numeric")
+        cur.execute("UPDATE segmentation.customers SET age = 17.5, updated_at = now() WHERE customer_id = 3")
+    figures = pipeline.clean("retyped")
+    assert figures["rejected"] == 1
+    assert query("SELECT reasons FROM segmentation.customer_rejects") == [(["age_not_whole", "age_out_of_range"],)]
+
+
+def test_an_unreachable_database_is_a_clear_error(monkeypatch) -> None:
+    monkeypatch.setenv("SEGMENTATION_DATABASE_URL", "postgresql://nobody:hunter2@127.0.0.1:1/none")
+    reset_url_cache()
+    with pytest.raises(DatabaseError, match="cannot connect to") as info:
+        pipeline.clean("offline")
+    assert "hunter2" not in str(info.value)
