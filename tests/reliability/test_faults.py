@@ -16,6 +16,7 @@ import pytest
 from segmentation import pipeline
 from segmentation.db import connect, reset_url_cache
 from segmentation.errors import DatabaseError, DataError
+from segmentation.scoring import SEGMENT_WRITE_LOCK_KEY
 from tests.integration.test_pipeline import load_generated, query, scalar
 
 pytestmark = pytest.mark.db
@@ -70,13 +71,23 @@ def _assert_equals_undisturbed(expected: list) -> None:
     assert scalar("SELECT count(*) - count(DISTINCT customer_id) FROM segmentation.segment_history") == 0
 
 
+def _hold_write_lock(url: str):
+    """Hold the segment-write advisory lock, so a scorer stops after its staging COPYs, before its upsert."""
+    holder = psycopg2.connect(url)
+    with holder.cursor() as cur:
+        cur.execute("SELECT pg_advisory_lock(%s)", (SEGMENT_WRITE_LOCK_KEY,))
+    return holder
+
+
 def test_sigkill_between_staging_copy_and_commit(scored_base: dict, monkeypatch) -> None:
     monkeypatch.setenv("SEGMENTATION_SHARD_SIZE", "5000")  # one shard
     assert len(pipeline.plan_scoring("killed-1")) == 1
+    holder = _hold_write_lock(scored_base["url"])
     proc = _score_in_subprocess("killed-1", scored_base["version"])
-    _wait_for_query("COPY score_stage%", proc)
+    _wait_for_query("SELECT pg_advisory_xact_lock%", proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
+    holder.close()
     _assert_nothing_written("killed-1")
     pipeline.score_shard("killed-1", 0, scored_base["version"])  # Airflow's retry
     _assert_equals_undisturbed(scored_base["expected"])
@@ -107,13 +118,15 @@ def test_sigkill_during_the_upsert(scored_base: dict, monkeypatch) -> None:
 def test_a_dropped_connection_fails_the_shard_cleanly_and_the_retry_completes(scored_base: dict, monkeypatch) -> None:
     monkeypatch.setenv("SEGMENTATION_SHARD_SIZE", "5000")
     pipeline.plan_scoring("dropped")
+    holder = _hold_write_lock(scored_base["url"])
     proc = _score_in_subprocess("dropped", scored_base["version"])
-    _wait_for_query("COPY score_stage%", proc)
+    _wait_for_query("SELECT pg_advisory_xact_lock%", proc)
     query(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'segmentation' "
         "AND pid <> pg_backend_pid() AND datname = current_database()"
     )
     assert proc.wait(timeout=60) != 0  # the task fails (Airflow retries it)
+    holder.close()
     _assert_nothing_written("dropped")
     pipeline.score_shard("dropped", 0, scored_base["version"])
     _assert_equals_undisturbed(scored_base["expected"])

@@ -1,0 +1,108 @@
+"""Roles and secrets: each role can do exactly what it needs, and passwords never reach the logs."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import psycopg2
+import pytest
+from psycopg2 import sql
+from sqlalchemy.engine import make_url
+
+from segmentation import pipeline
+from segmentation.db import apply_roles, reset_url_cache
+from tests.conftest import admin_url
+from tests.integration.test_pipeline import load_generated, scalar
+
+pytestmark = pytest.mark.db
+
+
+@pytest.fixture
+def login_users(fresh_db: str):
+    """Two throw-away login users, one in each group role; dropped afterwards."""
+    apply_roles(fresh_db)
+    apply_roles(fresh_db)  # idempotent
+    suffix = uuid.uuid4().hex[:8]
+    users = {"pipeline": f"seg_pipe_{suffix}", "analyst": f"seg_analyst_{suffix}"}
+    admin = psycopg2.connect(admin_url())
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        for group, user in users.items():
+            cur.execute(
+                sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(
+                    sql.Identifier(user), sql.Identifier(f"segmentation_{group}")
+                )
+            )
+    yield {
+        group: make_url(fresh_db).set(username=user).render_as_string(hide_password=False)
+        for group, user in users.items()
+    }
+    with admin.cursor() as cur:
+        for user in users.values():
+            cur.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(user)))
+    admin.close()
+
+
+def _run(url: str, statement: str) -> list:
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.rollback()
+        conn.close()
+
+
+def test_the_pipeline_role_runs_the_pipeline_but_cannot_change_the_schema(
+    login_users: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SEGMENTATION_CANDIDATES", "logistic_regression")
+    monkeypatch.setenv("SEGMENTATION_CV_FOLDS", "2")
+    load_generated(800, labelled_share=0.6)
+    monkeypatch.setenv("SEGMENTATION_DATABASE_URL", login_users["pipeline"])
+    reset_url_cache()
+    summary = pipeline.run_nightly("as-pipeline-role")
+    assert summary["score"]["rows"] == 800
+    for statement in ("DROP TABLE segmentation.customers", "CREATE TABLE segmentation.x (a int)"):
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            _run(login_users["pipeline"], statement)
+
+
+def test_the_analyst_role_reads_the_views_only(login_users: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEGMENTATION_CANDIDATES", "logistic_regression")
+    monkeypatch.setenv("SEGMENTATION_CV_FOLDS", "2")
+    load_generated(800, labelled_share=0.6)
+    pipeline.run_nightly("for-analysts")
+    analyst = login_users["analyst"]
+    assert len(_run(analyst, "SELECT * FROM segmentation.current_segments")) == 800
+    assert {r[0] for r in _run(analyst, "SELECT segment FROM segmentation.segment_summary")} == set("ABCD")
+    _run(analyst, "SELECT * FROM segmentation.segment_changes")
+    for statement in (
+        "SELECT raw FROM segmentation.customer_rejects",
+        "SELECT artifact FROM segmentation.model_versions",
+        "SELECT * FROM segmentation.customers",
+        "DELETE FROM segmentation.customer_segments",
+        "INSERT INTO segmentation.customer_labels VALUES (1, 'A')",
+    ):
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            _run(analyst, statement)
+
+
+def test_passwords_never_reach_the_logs(
+    fresh_db: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, capfd
+) -> None:
+    secret = "Pa55-" + uuid.uuid4().hex  # trust authentication ignores it, but it travels in the URL
+    url = make_url(fresh_db).set(password=secret).render_as_string(hide_password=False)
+    monkeypatch.setenv("SEGMENTATION_DATABASE_URL", url)
+    monkeypatch.setenv("SEGMENTATION_CANDIDATES", "logistic_regression")
+    monkeypatch.setenv("SEGMENTATION_CV_FOLDS", "2")
+    reset_url_cache()
+    caplog.set_level(logging.DEBUG)
+    load_generated(600, labelled_share=0.6)
+    pipeline.run_nightly("with-secret")
+    assert scalar("SELECT count(*) FROM segmentation.customer_segments") == 600
+    out, err = capfd.readouterr()
+    assert caplog.records, "the run logged nothing, so the check would prove nothing"
+    assert secret not in caplog.text and secret not in out and secret not in err
