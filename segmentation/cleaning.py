@@ -116,7 +116,9 @@ def collect_reasons(masks: dict[str, pd.Series], index: pd.Index) -> pd.Series:
 def raw_json(raw: pd.DataFrame, columns: Iterable[str]) -> pd.Series:
     """Each row's original values as a JSON object, for the quarantine table."""
     records = raw.loc[:, list(columns)].astype("object").where(raw.notna(), None).to_dict("records")
-    return pd.Series([json.dumps(r, ensure_ascii=False, default=str) for r in records], index=raw.index)
+    # PostgreSQL's jsonb cannot hold NUL characters; U+FFFD marks where one was.
+    scrubbed = [{k: v.replace("\x00", "\ufffd") if isinstance(v, str) else v for k, v in r.items()} for r in records]
+    return pd.Series([json.dumps(r, ensure_ascii=False, default=str) for r in scrubbed], index=raw.index)
 
 
 def validate(raw: pd.DataFrame) -> ValidationResult:

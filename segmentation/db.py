@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA = "segmentation"
 EMBEDDED_DATABASE = "segmentation"
+IDENTIFIER_PATTERN = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 MIGRATION_PATTERN = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 # Serialises migrations (and other one-at-a-time jobs) across processes.
 MIGRATION_LOCK_KEY = 7_210_001
@@ -85,10 +86,22 @@ def embedded_server_url(data_dir: Path, database: str = EMBEDDED_DATABASE) -> st
     return server.get_uri(database)
 
 
+def valid_identifier(name: str, what: str = "identifier") -> str:
+    """``name`` if it is a plain SQL identifier (lower-case letters, digits, underscores), else ConfigError."""
+    if not isinstance(name, str) or not IDENTIFIER_PATTERN.fullmatch(name):
+        raise ConfigError(
+            f"{what} {name!r} is not allowed; use 1-63 lower-case letters, digits or underscores, "
+            "starting with a letter or underscore"
+        )
+    return name
+
+
 def ensure_database(admin_url: str, database: str) -> None:
     """Create ``database`` on the server of ``admin_url`` unless it exists."""
     import psycopg2
     from psycopg2 import sql
+
+    valid_identifier(database, "database name")
 
     conn = psycopg2.connect(admin_url)
     try:

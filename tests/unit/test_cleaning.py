@@ -172,3 +172,9 @@ def test_every_real_customer_is_valid(path) -> None:
     assert load_rejects.empty
     assert result.rejects.empty, result.rejects.head().to_dict("records")
     assert len(result.clean) == len(raw)
+
+
+def test_nul_characters_never_reach_the_quarantine_json() -> None:
+    result = validate(frame({"age": "4\x000"}))
+    assert "\\u0000" not in result.rejects.loc[0, "raw"]
+    assert json.loads(result.rejects.loc[0, "raw"])["age"] == "4\ufffd0"
