@@ -33,6 +33,17 @@ def _number(name: str, default: N, low: N, high: N) -> N:
     return value
 
 
+TUNE_SCORINGS: tuple[str, ...] = ("neg_log_loss", "f1_macro", "accuracy")
+
+
+def _choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
+    """A text setting that must be one of ``allowed``."""
+    value = _env(name, default).strip()
+    if value not in allowed:
+        raise ConfigError(f"{ENV_PREFIX}{name}={value!r} is not allowed; expected one of {list(allowed)}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Run-time settings; build with :func:`get_settings`."""
@@ -56,6 +67,15 @@ class Settings:
     lock_timeout_ms: int
     drift_threshold: float
     candidates: tuple[str, ...] = field(default_factory=tuple)
+    # Model tuning (segmentation.training): successive-halving random search over PARAM_GRIDS of the best
+    # candidate: ``tune_candidates`` settings sampled, each round keeps 1/``tune_factor`` of them on
+    # ``tune_factor`` times more rows, starting from ``tune_min_resources`` rows; ranked by ``tune_scoring``.
+    tune_candidates: int = 12
+    tune_factor: int = 3
+    tune_min_resources: int = 500
+    tune_scoring: str = "neg_log_loss"
+    # Candidate families are compared with CV on at most this many (stratified) training rows.
+    compare_row_cap: int = 20_000
 
 
 def get_settings() -> Settings:
@@ -82,6 +102,11 @@ def get_settings() -> Settings:
         lock_timeout_ms=_number("LOCK_TIMEOUT_MS", 120_000, 0, 86_400_000),
         drift_threshold=_number("DRIFT_THRESHOLD", 0.25, 0.0, 100.0),
         candidates=candidates,
+        tune_candidates=_number("TUNE_CANDIDATES", 12, 1, 1000),
+        tune_factor=_number("TUNE_FACTOR", 3, 2, 10),
+        tune_min_resources=_number("TUNE_MIN_RESOURCES", 500, 50, 100_000_000),
+        tune_scoring=_choice("TUNE_SCORING", "neg_log_loss", TUNE_SCORINGS),
+        compare_row_cap=_number("COMPARE_ROW_CAP", 20_000, 100, 100_000_000),
     )
 
 

@@ -10,7 +10,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, OneToOneFeatureMixin, T
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, OneHotEncoder
+from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, OneHotEncoder, OrdinalEncoder
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from segmentation.columns import MODEL_CATEGORICAL_COLUMNS, MODEL_NUMERIC_COLUMNS
@@ -23,6 +23,15 @@ SPENDING_RANKS: dict[str, int] = {"Low": 0, "Average": 1, "High": 2}
 WORKING_AGE_START = 14
 RARE_GROUPED_COLUMNS: tuple[str, ...] = ("profession",)
 MISSING_LABEL = "missing"
+# Encodings for build_pipeline: "one_hot" (imputed, one-hot + min-max; any classifier) or "ordinal" (numeric
+# columns as float with NaN, categories as integer codes with NaN for missing/unseen: for tree models with
+# native categorical and missing-value support such as HistGradientBoostingClassifier).
+ENCODINGS: tuple[str, ...] = ("one_hot", "ordinal")
+# Boolean mask of the categorical columns in the "ordinal" preprocessor's output (numeric columns first).
+ORDINAL_CATEGORICAL_MASK: tuple[bool, ...] = (
+    *([False] * len(MODEL_NUMERIC_COLUMNS)),
+    *([True] * len(MODEL_CATEGORICAL_COLUMNS)),
+)
 
 
 def _as_float(values: pd.Series) -> pd.Series:
@@ -163,6 +172,52 @@ def build_preprocessor() -> ColumnTransformer:
     )
 
 
-def build_pipeline(classifier: ClassifierMixin) -> Pipeline:
-    """Return ``Pipeline([features, classifier])``; feed it :func:`derive_features` output."""
-    return Pipeline([("features", build_preprocessor()), ("classifier", classifier)])
+def build_ordinal_preprocessor() -> ColumnTransformer:
+    """Build the (unfitted) preprocessing for native-categorical tree models; columns selected by name.
+
+    Output: MODEL_NUMERIC_COLUMNS as float64 (NaN kept), then MODEL_CATEGORICAL_COLUMNS as integer codes
+    (categories sorted, learned at fit) with NaN for missing and unseen values; see ORDINAL_CATEGORICAL_MASK.
+    No imputation: the classifier routes missing values itself.
+    """
+    categorical = Pipeline(
+        [
+            ("as_object", FunctionTransformer(as_object_with_nan, feature_names_out="one-to-one")),
+            (
+                "ordinal",
+                OrdinalEncoder(
+                    handle_unknown="use_encoded_value",
+                    unknown_value=np.nan,
+                    encoded_missing_value=np.nan,
+                    dtype=np.float64,
+                ),
+            ),
+        ]
+    )
+    return ColumnTransformer(
+        [
+            (
+                "numeric",
+                FunctionTransformer(as_float_with_nan, feature_names_out="one-to-one"),
+                list(MODEL_NUMERIC_COLUMNS),
+            ),
+            ("categorical", categorical, list(MODEL_CATEGORICAL_COLUMNS)),
+        ],
+        remainder="drop",
+        sparse_threshold=0.0,
+        verbose_feature_names_out=True,
+    )
+
+
+def build_pipeline(classifier: ClassifierMixin, *, encoding: str = "one_hot") -> Pipeline:
+    """Return ``Pipeline([features, classifier])``; feed it :func:`derive_features` output.
+
+    ``encoding`` is one of ENCODINGS: "one_hot" (:func:`build_preprocessor`) or "ordinal"
+    (:func:`build_ordinal_preprocessor`).
+    """
+    if encoding == "one_hot":
+        features = build_preprocessor()
+    elif encoding == "ordinal":
+        features = build_ordinal_preprocessor()
+    else:
+        raise ValueError(f"encoding must be one of {ENCODINGS}; got {encoding!r}")
+    return Pipeline([("features", features), ("classifier", classifier)])

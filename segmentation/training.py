@@ -13,17 +13,19 @@ import numpy as np
 import pandas as pd
 from sklearn.base import ClassifierMixin
 from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.experimental import enable_halving_search_cv  # noqa: F401  (enables HalvingRandomSearchCV)
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss
-from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_validate, train_test_split
+from sklearn.model_selection import HalvingRandomSearchCV, StratifiedKFold, cross_validate, train_test_split
 from sklearn.naive_bayes import GaussianNB
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.tree import DecisionTreeClassifier
 
 from segmentation.columns import DERIVED_COLUMNS, MODEL_INPUT_COLUMNS, SEGMENT, SEGMENTS
+from segmentation.config import get_settings
 from segmentation.errors import DataError, ModelError
-from segmentation.features import build_pipeline, derive_features
+from segmentation.features import ORDINAL_CATEGORICAL_MASK, build_pipeline, derive_features
 
 logger = logging.getLogger(__name__)
 
@@ -40,29 +42,45 @@ CANDIDATES: dict[str, Callable[[int], ClassifierMixin]] = {
     "gradient_boosting": lambda rs: GradientBoostingClassifier(
         n_estimators=100, max_depth=3, subsample=0.8, random_state=rs
     ),
+    # Native categorical splits on ordinal codes (see CANDIDATE_ENCODINGS), small regularised trees, slow
+    # learning rate and column subsampling: the best fixed setting of a 5x2 CV search on the real data
+    # (BENCHMARKS.md, "Model quality"); train_model still tunes it with PARAM_GRIDS.
     "hist_gradient_boosting": lambda rs: HistGradientBoostingClassifier(
-        learning_rate=0.05,
-        max_iter=100,
-        max_leaf_nodes=15,
-        min_samples_leaf=40,
+        learning_rate=0.02,
+        max_iter=400,
+        max_leaf_nodes=7,
+        min_samples_leaf=30,
+        l2_regularization=10.0,
+        max_features=0.5,
+        categorical_features=list(ORDINAL_CATEGORICAL_MASK),
         early_stopping=False,
         random_state=rs,
     ),
 }
+# Preprocessing per candidate (segmentation.features.ENCODINGS); "one_hot" when not listed.
+CANDIDATE_ENCODINGS: dict[str, str] = {"hist_gradient_boosting": "ordinal"}
 
-# Small grids: 10k rows, 5 folds, 2 cores stays well under a minute for each of them.
+# Search spaces for the successive-halving random search (lists: sampled without replacement).
 PARAM_GRIDS: dict[str, dict[str, list[Any]]] = {
     "logistic_regression": {"classifier__C": [0.1, 1.0, 10.0]},
     "knn": {"classifier__n_neighbors": [15, 30, 60], "classifier__weights": ["uniform", "distance"]},
     "decision_tree": {"classifier__max_depth": [4, 6, 8], "classifier__min_samples_leaf": [10, 40]},
     "naive_bayes": {"classifier__var_smoothing": [1e-3, 1e-2, 1e-1]},
     "random_forest": {"classifier__min_samples_leaf": [3, 10], "classifier__max_depth": [None, 12]},
-    "gradient_boosting": {"classifier__max_depth": [2, 3]},
-    "hist_gradient_boosting": {
+    "gradient_boosting": {
+        "classifier__max_depth": [2, 3],
         "classifier__learning_rate": [0.05, 0.1],
-        "classifier__max_leaf_nodes": [7, 15],
+        "classifier__n_estimators": [100, 200],
+    },
+    "hist_gradient_boosting": {
+        "classifier__learning_rate": [0.02, 0.05],
+        "classifier__max_leaf_nodes": [5, 7, 15],
+        "classifier__min_samples_leaf": [15, 30, 60],
+        "classifier__l2_regularization": [1.0, 10.0],
+        "classifier__max_features": [0.5, 1.0],
     },
 }
+CALIBRATION_BINS = 10
 
 SCORING: dict[str, str] = {"accuracy": "accuracy", "macro_f1": "f1_macro", "neg_log_loss": "neg_log_loss"}
 COMPARISON_COLUMNS: tuple[str, ...] = (
@@ -134,6 +152,12 @@ def json_safe(value: Any) -> Any:
     return str(value)
 
 
+def build_candidate(name: str, random_state: int) -> Pipeline:
+    """The unfitted pipeline of candidate ``name`` (its preprocessing from CANDIDATE_ENCODINGS)."""
+    _check_candidate_names([name])
+    return build_pipeline(CANDIDATES[name](random_state), encoding=CANDIDATE_ENCODINGS.get(name, "one_hot"))
+
+
 def _check_candidate_names(names: Sequence[str] | None) -> list[str]:
     """Return the candidate names (all when None), de-duplicated; ModelError for unknown ones."""
     if names is None:
@@ -174,18 +198,19 @@ def compare_candidates(
     cv_folds: int = 5,
     random_state: int = 42,
     n_jobs: int | None = 1,
+    row_cap: int | None = None,
 ) -> pd.DataFrame:
     """Cross-validate each candidate pipeline; one row per candidate, best first.
 
     Sorted by macro-F1 (descending), then log loss (ascending), then name. ``fit_seconds`` is the mean
-    fit time of one fold.
+    fit time of one fold. With ``row_cap``, the comparison uses a stratified subsample of that many rows.
     """
     chosen = _check_candidate_names(names)
     _check_folds(cv_folds)
-    features = _model_frame(X)
+    features, y = _cap_rows(_model_frame(X), y, row_cap, random_state)
     rows = []
     for name in chosen:
-        pipeline = build_pipeline(CANDIDATES[name](random_state))
+        pipeline = build_candidate(name, random_state)
         scores = cross_validate(
             pipeline,
             features,
@@ -220,22 +245,57 @@ def compare_candidates(
     return table.reset_index(drop=True)
 
 
-def _grid_search(
-    name: str, X: pd.DataFrame, y: pd.Series, *, cv_folds: int, random_state: int, n_jobs: int | None
-) -> GridSearchCV:
+def _search(
+    name: str,
+    X: pd.DataFrame,
+    y: pd.Series,
+    *,
+    cv_folds: int,
+    random_state: int,
+    n_jobs: int | None,
+    n_candidates: int | None = None,
+    factor: int | None = None,
+    min_resources: int | None = None,
+    scoring: str | None = None,
+) -> HalvingRandomSearchCV:
+    """Successive-halving random search of PARAM_GRIDS[name]; None settings come from get_settings()."""
     _check_candidate_names([name])
     _check_folds(cv_folds)
-    search = GridSearchCV(
-        build_pipeline(CANDIDATES[name](random_state)),
-        PARAM_GRIDS[name],
-        scoring="f1_macro",
+    if None in (n_candidates, factor, min_resources, scoring):
+        settings = get_settings()
+        n_candidates = settings.tune_candidates if n_candidates is None else n_candidates
+        factor = settings.tune_factor if factor is None else factor
+        min_resources = settings.tune_min_resources if min_resources is None else min_resources
+        scoring = settings.tune_scoring if scoring is None else scoring
+    grid = PARAM_GRIDS[name]
+    n_settings = math.prod(len(values) for values in grid.values())
+    # Never below what every CV fold needs, never above one round below the full data.
+    smallest = 2 * cv_folds * y.nunique()
+    start = max(min(int(min_resources), len(X) // factor), smallest)
+    search = HalvingRandomSearchCV(
+        build_candidate(name, random_state),
+        grid,
+        n_candidates=min(int(n_candidates), n_settings),
+        factor=factor,
+        resource="n_samples",
+        min_resources=min(start, len(X)),
+        scoring=scoring,
         cv=_cv(cv_folds, random_state),
         refit=True,
+        random_state=random_state,
         n_jobs=n_jobs,
         error_score="raise",
     )
     search.fit(_model_frame(X), y)
-    logger.info("tuned %s: best macro-F1 %.4f with %s", name, search.best_score_, search.best_params_)
+    logger.info(
+        "tuned %s: best %s %.4f with %s (%d settings, rounds on %s rows)",
+        name,
+        scoring,
+        search.best_score_,
+        search.best_params_,
+        search.n_candidates_[0],
+        search.n_resources_,
+    )
     return search
 
 
@@ -247,9 +307,27 @@ def tune(
     cv_folds: int = 5,
     random_state: int = 42,
     n_jobs: int | None = 1,
+    n_candidates: int | None = None,
+    factor: int | None = None,
+    min_resources: int | None = None,
+    scoring: str | None = None,
 ) -> tuple[Pipeline, dict[str, Any]]:
-    """Grid-search ``PARAM_GRIDS[name]`` on macro-F1; return the refitted best pipeline and its params."""
-    search = _grid_search(name, X, y, cv_folds=cv_folds, random_state=random_state, n_jobs=n_jobs)
+    """Tune ``name`` over PARAM_GRIDS[name] (successive halving, settings from get_settings() when None).
+
+    Returns the best pipeline refitted on all of ``X`` and its params.
+    """
+    search = _search(
+        name,
+        X,
+        y,
+        cv_folds=cv_folds,
+        random_state=random_state,
+        n_jobs=n_jobs,
+        n_candidates=n_candidates,
+        factor=factor,
+        min_resources=min_resources,
+        scoring=scoring,
+    )
     return search.best_estimator_, dict(search.best_params_)
 
 
@@ -302,10 +380,48 @@ def evaluate(pipeline: Pipeline, labelled: pd.DataFrame) -> dict[str, Any]:
     return json_safe(_evaluate(pipeline, _model_frame(labelled), _labels(labelled)))
 
 
+def calibration_errors(
+    y: Sequence[object] | pd.Series, proba: np.ndarray, classes: Sequence[object], bins: int = CALIBRATION_BINS
+) -> dict[str, float]:
+    """Expected calibration error of each class's probability (one-vs-rest, ``bins`` equal-width bins).
+
+    ECE = sum over bins of (share of rows in the bin) * |mean predicted probability - observed frequency|.
+    """
+    truth = np.asarray(y, dtype=object)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    errors = {}
+    for position, label in enumerate(classes):
+        p = np.asarray(proba[:, position], dtype="float64")
+        hit = (truth == label).astype("float64")
+        which = np.clip(np.digitize(p, edges[1:-1], right=True), 0, bins - 1)
+        counts = np.bincount(which, minlength=bins)
+        gap = np.abs(np.bincount(which, weights=p, minlength=bins) - np.bincount(which, weights=hit, minlength=bins))
+        errors[str(label)] = float(gap.sum() / max(counts.sum(), 1))
+    return errors
+
+
+def brier_score(y: Sequence[object] | pd.Series, proba: np.ndarray, classes: Sequence[object]) -> float:
+    """Multi-class Brier score: mean over rows of the summed squared error of the class probabilities."""
+    truth = np.asarray(y, dtype=object)[:, None] == np.asarray(classes, dtype=object)[None, :]
+    return float(np.mean(np.sum((proba - truth) ** 2, axis=1)))
+
+
+def predict_rows_per_second(pipeline: Pipeline, X: pd.DataFrame, *, min_rows: int = 20_000) -> float:
+    """Rows per second of ``pipeline.predict_proba`` on ``X`` (repeated to at least ``min_rows`` rows)."""
+    if X.empty:
+        return float("nan")
+    batch = X if len(X) >= min_rows else X.iloc[np.resize(np.arange(len(X)), min_rows)]
+    started = time.perf_counter()
+    pipeline.predict_proba(batch)
+    return float(len(batch) / max(time.perf_counter() - started, 1e-9))
+
+
 def _evaluate(pipeline: Pipeline, X: pd.DataFrame, y: pd.Series) -> dict[str, Any]:
-    """Holdout metrics: accuracy, macro-F1, log loss, confusion matrix (SEGMENTS order), per-class F1."""
+    """Holdout metrics: accuracy, macro-F1, log loss, confusion matrix (SEGMENTS order), per-class F1,
+    multi-class Brier score and per-class expected calibration error (ECE) with its mean."""
     proba = pipeline.predict_proba(X)
     classes = [str(c) for c in pipeline.classes_]
+    ece = calibration_errors(y.astype(str), proba, classes)
     predicted = pipeline.classes_[np.argmax(proba, axis=1)]
     present = [s for s in SEGMENTS if s in classes]
     per_class = f1_score(y, predicted, labels=present, average=None, zero_division=0)
@@ -316,6 +432,9 @@ def _evaluate(pipeline: Pipeline, X: pd.DataFrame, y: pd.Series) -> dict[str, An
         "confusion_labels": list(SEGMENTS),
         "confusion_matrix": confusion_matrix(y, predicted, labels=list(SEGMENTS)).tolist(),
         "per_class_f1": {label: float(score) for label, score in zip(present, per_class, strict=True)},
+        "brier": brier_score(y.astype(str), proba, classes),
+        "ece_mean": float(np.mean(list(ece.values()))),
+        "ece_per_class": ece,
     }
 
 
@@ -329,6 +448,11 @@ def train_model(
     random_state: int = 42,
     n_jobs: int | None = 1,
     holdout: pd.DataFrame | None = None,
+    compare_row_cap: int | None = None,
+    tune_candidates: int | None = None,
+    tune_factor: int | None = None,
+    tune_min_resources: int | None = None,
+    tune_scoring: str | None = None,
 ) -> TrainingResult:
     """Compare candidates with CV on a stratified train split, tune the best, evaluate on the holdout.
 
@@ -336,6 +460,9 @@ def train_model(
     When ``holdout`` is given, all of ``labelled`` is the train split and ``holdout`` is evaluated instead
     of a random split (the pipeline passes a stable holdout so that model versions compare fairly).
     The returned pipeline is fitted on the train split only, so its holdout metrics are honest.
+    ``compare_row_cap`` and the ``tune_*`` arguments default (None) to the settings of the same names
+    (``SEGMENTATION_COMPARE_ROW_CAP``, ``SEGMENTATION_TUNE_*``). ``metrics["predict_rows_per_s"]`` is the
+    measured ``predict_proba`` throughput (a timing, so the only metric that differs between equal runs).
     """
     started = time.perf_counter()
     names = _check_candidate_names(candidates)
@@ -364,13 +491,34 @@ def train_model(
             holdout if all(c in holdout.columns for c in DERIVED_COLUMNS) else derive_features(holdout)
         )
     logger.info("training on %d rows, holdout %d rows, candidates %s", len(X_train), len(X_holdout), names)
+    if compare_row_cap is None:
+        compare_row_cap = get_settings().compare_row_cap
     comparison = compare_candidates(
-        X_train, y_train, names, cv_folds=cv_folds, random_state=random_state, n_jobs=n_jobs
+        X_train,
+        y_train,
+        names,
+        cv_folds=cv_folds,
+        random_state=random_state,
+        n_jobs=n_jobs,
+        row_cap=compare_row_cap,
     )
     best_name = str(comparison.loc[0, "name"])
-    search = _grid_search(best_name, X_train, y_train, cv_folds=cv_folds, random_state=random_state, n_jobs=n_jobs)
+    search = _search(
+        best_name,
+        X_train,
+        y_train,
+        cv_folds=cv_folds,
+        random_state=random_state,
+        n_jobs=n_jobs,
+        n_candidates=tune_candidates,
+        factor=tune_factor,
+        min_resources=tune_min_resources,
+        scoring=tune_scoring,
+    )
     metrics = _evaluate(search.best_estimator_, X_holdout, y_holdout)
-    metrics["cv_macro_f1"] = float(search.best_score_)
+    metrics["cv_score"] = float(search.best_score_)
+    metrics["cv_scoring"] = str(search.scoring)
+    metrics["predict_rows_per_s"] = predict_rows_per_second(search.best_estimator_, X_holdout)
     shares = labels.value_counts(normalize=True)
     seconds = time.perf_counter() - started
     logger.info(

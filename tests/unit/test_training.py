@@ -18,6 +18,9 @@ from segmentation.training import (
     COMPARISON_COLUMNS,
     PARAM_GRIDS,
     TrainingResult,
+    brier_score,
+    build_candidate,
+    calibration_errors,
     compare_candidates,
     json_safe,
     segment_profiles,
@@ -27,6 +30,7 @@ from segmentation.training import (
 
 REAL_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "customers_train.csv"
 FAST = ["hist_gradient_boosting"]
+FAST_TUNING = {"tune_candidates": 2, "tune_min_resources": 400}  # keeps the unit tests quick
 
 
 def make_labelled(n: int, seed: int = 0) -> pd.DataFrame:
@@ -64,7 +68,7 @@ def labelled() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def result(labelled: pd.DataFrame) -> TrainingResult:
-    return train_model(labelled, candidates=FAST, cv_folds=2, random_state=3)
+    return train_model(labelled, candidates=FAST, cv_folds=2, random_state=3, **FAST_TUNING)
 
 
 def _xy(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
@@ -180,17 +184,32 @@ def test_train_model_result(result: TrainingResult, labelled: pd.DataFrame) -> N
     assert set(metrics["per_class_f1"]) == set(SEGMENTS)
     assert all(0.0 <= v <= 1.0 for v in metrics["per_class_f1"].values())
     assert set(result.params) == set(PARAM_GRIDS["hist_gradient_boosting"])
+    assert 0.0 < metrics["brier"] < 0.75  # 0.75 is the uniform 1/4 forecast
+    assert set(metrics["ece_per_class"]) == set(SEGMENTS)
+    assert 0.0 <= metrics["ece_mean"] < 0.1
+    assert metrics["predict_rows_per_s"] > 1000
+    assert metrics["cv_scoring"] == "neg_log_loss" and metrics["cv_score"] < 0
     assert [row["name"] for row in result.comparison] == FAST
     assert sum(result.label_shares.values()) == pytest.approx(1.0)
     assert result.seconds > 0
     json.dumps([result.params, result.metrics, result.comparison, result.label_shares])  # JSON-safe
 
 
-def test_train_model_pipeline_is_fitted_on_train_split_only(result: TrainingResult) -> None:
-    scaler = result.pipeline.named_steps["features"].named_transformers_["numeric"].named_steps["scale"]
-    assert scaler.n_samples_seen_ == result.n_train
+def test_train_model_pipeline_is_fitted_on_train_split_only(result: TrainingResult, labelled: pd.DataFrame) -> None:
     for key, value in result.params.items():
         assert result.pipeline.get_params()[key] == value
+    one_hot = train_model(labelled, candidates=["naive_bayes"], cv_folds=2, random_state=3)
+    scaler = one_hot.pipeline.named_steps["features"].named_transformers_["numeric"].named_steps["scale"]
+    assert scaler.n_samples_seen_ == one_hot.n_train
+
+
+def test_hist_gradient_boosting_uses_native_categories(result: TrainingResult) -> None:
+    classifier = result.pipeline.named_steps["classifier"]
+    assert classifier.is_categorical_ is not None
+    assert classifier.is_categorical_.sum() == 6  # the six categorical columns, numeric ones are not
+    pipeline = build_candidate("hist_gradient_boosting", 0)
+    categorical = dict((name, step) for name, step, _ in pipeline.named_steps["features"].transformers)["categorical"]
+    assert "ordinal" in categorical.named_steps
 
 
 def test_train_model_pipeline_scores_new_customers(result: TrainingResult) -> None:
@@ -203,8 +222,12 @@ def test_train_model_pipeline_scores_new_customers(result: TrainingResult) -> No
 
 
 def test_train_model_is_deterministic(result: TrainingResult, labelled: pd.DataFrame) -> None:
-    again = train_model(labelled, candidates=FAST, cv_folds=2, random_state=3)
-    assert again.metrics == result.metrics
+    again = train_model(labelled, candidates=FAST, cv_folds=2, random_state=3, **FAST_TUNING)
+
+    def untimed(metrics: dict) -> dict:
+        return {k: v for k, v in metrics.items() if k != "predict_rows_per_s"}
+
+    assert untimed(again.metrics) == untimed(result.metrics)
     assert again.params == result.params
     assert again.label_shares == result.label_shares
 
@@ -341,8 +364,8 @@ def test_train_model_on_real_data() -> None:
     if not REAL_DATA.exists():
         pytest.skip(f"{REAL_DATA} is absent")
     frame = pd.read_csv(REAL_DATA).rename(columns=KAGGLE_COLUMNS)
-    result = train_model(frame, candidates=["gradient_boosting", "hist_gradient_boosting"], cv_folds=3)
-    assert result.model_name in {"gradient_boosting", "hist_gradient_boosting"}
+    result = train_model(frame, candidates=["hist_gradient_boosting"], cv_folds=3, tune_candidates=3)
+    assert result.model_name == "hist_gradient_boosting"
     assert result.metrics["accuracy"] > 0.48
     assert result.metrics["macro_f1"] > 0.4
     assert np.array(result.metrics["confusion_matrix"]).sum() == result.n_holdout
@@ -364,3 +387,56 @@ def test_candidate_names_shared_with_the_dags_match_the_estimators() -> None:
     from segmentation.columns import CANDIDATE_NAMES
 
     assert tuple(CANDIDATES) == CANDIDATE_NAMES
+
+
+# --- calibration / tuning settings ---------------------------------------------------------------------
+
+
+def test_calibration_errors_and_brier_known_values() -> None:
+    classes = ["A", "B"]
+    y = np.array(["A", "A", "B", "B"], dtype=object)
+    perfect = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    assert calibration_errors(y, perfect, classes) == {"A": 0.0, "B": 0.0}
+    assert brier_score(y, perfect, classes) == 0.0
+    flat = np.full((4, 2), 0.5)  # calibrated on average: half the rows are A
+    assert calibration_errors(y, flat, classes) == pytest.approx({"A": 0.0, "B": 0.0})
+    assert brier_score(y, flat, classes) == pytest.approx(0.5)
+    over = np.array([[0.9, 0.1]] * 4)  # says A with 0.9, true for half
+    assert calibration_errors(y, over, classes) == pytest.approx({"A": 0.4, "B": 0.4})
+    assert brier_score(y, over, classes) == pytest.approx((2 * 0.01 + 2 * 0.81) * 2 / 4)
+
+
+def test_tuning_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from segmentation.config import get_settings
+    from segmentation.errors import ConfigError
+
+    defaults = get_settings()
+    assert (defaults.tune_candidates, defaults.tune_factor, defaults.tune_scoring) == (12, 3, "neg_log_loss")
+    monkeypatch.setenv("SEGMENTATION_TUNE_CANDIDATES", "3")
+    monkeypatch.setenv("SEGMENTATION_TUNE_SCORING", "f1_macro")
+    monkeypatch.setenv("SEGMENTATION_COMPARE_ROW_CAP", "300")
+    settings = get_settings()
+    assert (settings.tune_candidates, settings.tune_scoring, settings.compare_row_cap) == (3, "f1_macro", 300)
+    X, y = _xy(make_labelled(400, seed=4))
+    _, params = tune("decision_tree", X, y, cv_folds=2, random_state=0)
+    assert set(params) == set(PARAM_GRIDS["decision_tree"])
+    monkeypatch.setenv("SEGMENTATION_TUNE_SCORING", "roc")
+    with pytest.raises(ConfigError, match="TUNE_SCORING"):
+        get_settings()
+
+
+def test_compare_candidates_row_cap() -> None:
+    X, y = _xy(make_labelled(600, seed=1))
+    seen = []
+
+    def fake_cross_validate(pipeline, X, y, **kwargs):
+        seen.append(len(X))
+        folds = kwargs["cv"].get_n_splits()
+        ones = np.full(folds, 0.5)
+        return {"test_accuracy": ones, "test_macro_f1": ones, "test_neg_log_loss": -ones, "fit_time": ones}
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("segmentation.training.cross_validate", fake_cross_validate)
+        compare_candidates(X, y, ["naive_bayes"], cv_folds=2, random_state=0, row_cap=250)
+        compare_candidates(X, y, ["naive_bayes"], cv_folds=2, random_state=0)
+    assert seen == [250, 600]

@@ -1,0 +1,276 @@
+"""Model quality benchmark on the real labelled Kaggle file: reference vs candidate families vs champion.
+
+Repeated stratified CV (default 5x2: RepeatedStratifiedKFold(n_splits=2, n_repeats=5)); every model is
+fitted and scored on the SAME outer folds. Rows:
+
+- ``reference``: the seed's model, one-hot + min-max (gaps imputed) + a default GradientBoostingClassifier.
+- one row per candidate family in segmentation.training.CANDIDATES, with its fixed default configuration.
+- ``champion (nested)``: the real tuning procedure (``train_model``: candidate comparison on inner CV, then
+  successive-halving search) run inside each outer training fold only, then scored on the outer test fold.
+
+Reports accuracy, macro-F1, log loss, multi-class Brier score, mean per-class expected calibration error,
+fit seconds and predict_proba rows/s (mean and std over folds), the paired champion - reference
+differences, and (``--timing``) the wall time of ``train_model`` as the pipeline calls it on the real data
+and on 1,000,000 synthetic labelled customers. ``--write`` replaces the "## Model quality" section of
+BENCHMARKS.md. Exits 0 with a message when the real file is absent.
+
+    python bench/model_quality.py --timing --write
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import GradientBoostingClassifier
+from sklearn.metrics import accuracy_score, f1_score, log_loss
+from sklearn.model_selection import RepeatedStratifiedKFold
+from threadpoolctl import threadpool_limits
+
+from segmentation.columns import KAGGLE_COLUMNS, MODEL_INPUT_COLUMNS, SEGMENT
+from segmentation.config import PROJECT_ROOT, get_settings
+from segmentation.features import build_pipeline, derive_features
+from segmentation.training import (
+    CANDIDATES,
+    brier_score,
+    build_candidate,
+    calibration_errors,
+    predict_rows_per_second,
+    train_model,
+)
+
+DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "customers_train.csv"
+BENCHMARKS = PROJECT_ROOT / "BENCHMARKS.md"
+SECTION = "## Model quality"
+FIXED_NOTE = (
+    "\nHonesty note: without `--no-nested` the champion row is the nested `train_model`; this run used "
+    "`--no-nested`, so the champion compared above is the fixed `hist_gradient_boosting` configuration in "
+    "`segmentation.training.CANDIDATES` (ordinal codes + native categorical splits, learning_rate 0.02, "
+    "400 iterations, 7 leaves, min_samples_leaf 30, l2 10, max_features 0.5). That configuration was picked by a "
+    "separate 5x2 CV search on this same file (about 15 settings), so its advantage is optimistic. Target "
+    "(>= +1 point accuracy and lower log loss than the reference on the same folds): log loss is lower on every "
+    "fold, but accuracy gains about +0.7 point, NOT the +1 point asked for.\n"
+)
+METRICS = ("accuracy", "macro_f1", "log_loss", "brier", "ece_mean", "fit_s", "predict_rows_per_s")
+
+
+def load_real(path: Path) -> pd.DataFrame:
+    frame = pd.read_csv(path).rename(columns=KAGGLE_COLUMNS)
+    return derive_features(frame)
+
+
+def score(model, X_test: pd.DataFrame, y_test: np.ndarray, fit_s: float) -> dict[str, float]:
+    proba = model.predict_proba(X_test)
+    classes = [str(c) for c in model.classes_]
+    predicted = model.classes_[np.argmax(proba, axis=1)]
+    return {
+        "accuracy": accuracy_score(y_test, predicted),
+        "macro_f1": f1_score(y_test, predicted, average="macro"),
+        "log_loss": log_loss(y_test, proba, labels=model.classes_),
+        "brier": brier_score(y_test, proba, classes),
+        "ece_mean": float(np.mean(list(calibration_errors(y_test, proba, classes).values()))),
+        "fit_s": fit_s,
+        "predict_rows_per_s": predict_rows_per_second(model, X_test),
+    }
+
+
+def cross_validate_all(frame: pd.DataFrame, *, splits: int, repeats: int, seed: int, nested: bool) -> dict:
+    """Per-fold scores of every model on the same RepeatedStratifiedKFold folds."""
+    X = frame.loc[:, list(MODEL_INPUT_COLUMNS)]
+    y = frame[SEGMENT].astype(str).to_numpy()
+    folds = list(RepeatedStratifiedKFold(n_splits=splits, n_repeats=repeats, random_state=seed).split(X, y))
+    builders = {"reference (seed GB default)": lambda: build_pipeline(GradientBoostingClassifier(random_state=seed))}
+    builders.update({name: (lambda name=name: build_candidate(name, seed)) for name in CANDIDATES})
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in builders}
+    if nested:
+        results["champion (nested train_model)"] = []
+    chosen: list[str] = []
+    settings = get_settings()
+    for number, (train_idx, test_idx) in enumerate(folds, start=1):
+        X_train, X_test, y_train, y_test = X.iloc[train_idx], X.iloc[test_idx], y[train_idx], y[test_idx]
+        for name, build in builders.items():
+            model = build()
+            started = time.perf_counter()
+            model.fit(X_train, y_train)
+            results[name].append(score(model, X_test, y_test, time.perf_counter() - started))
+        if nested:
+            started = time.perf_counter()
+            trained = train_model(
+                frame.iloc[train_idx],
+                holdout=frame.iloc[test_idx],
+                candidates=list(settings.candidates) or None,
+                cv_folds=settings.cv_folds,
+                row_cap=settings.train_row_cap,
+                random_state=seed,
+            )
+            seconds = time.perf_counter() - started
+            results["champion (nested train_model)"].append(score(trained.pipeline, X_test, y_test, seconds))
+            chosen.append(f"{trained.model_name} {trained.params}")
+        print(f"fold {number}/{len(folds)} done", file=sys.stderr, flush=True)
+    return {"results": results, "chosen": chosen, "n_folds": len(folds), "rows": len(X)}
+
+
+def summarise(results: dict[str, list[dict[str, float]]]) -> pd.DataFrame:
+    rows = []
+    for name, folds in results.items():
+        table = pd.DataFrame(folds)
+        row = {"model": name}
+        for metric in METRICS:
+            row[f"{metric}_mean"] = table[metric].mean()
+            row[f"{metric}_std"] = table[metric].std(ddof=0)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def markdown_table(summary: pd.DataFrame) -> str:
+    head = (
+        "| model | accuracy | macro-F1 | log loss | Brier | mean ECE | fit s | predict_proba rows/s |\n"
+        "|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = []
+    for row in summary.itertuples(index=False):
+        r = row._asdict()
+        lines.append(
+            f"| {r['model']} | {r['accuracy_mean']:.4f} ± {r['accuracy_std']:.4f} "
+            f"| {r['macro_f1_mean']:.4f} ± {r['macro_f1_std']:.4f} "
+            f"| {r['log_loss_mean']:.4f} ± {r['log_loss_std']:.4f} "
+            f"| {r['brier_mean']:.4f} ± {r['brier_std']:.4f} "
+            f"| {r['ece_mean_mean']:.4f} ± {r['ece_mean_std']:.4f} "
+            f"| {r['fit_s_mean']:.2f} ± {r['fit_s_std']:.2f} "
+            f"| {r['predict_rows_per_s_mean']:,.0f} |"
+        )
+    return head + "\n".join(lines) + "\n"
+
+
+def paired(results: dict, champion: str, reference: str) -> str:
+    champ, ref = pd.DataFrame(results[champion]), pd.DataFrame(results[reference])
+    out = []
+    for metric in ("accuracy", "macro_f1", "log_loss", "brier", "ece_mean"):
+        diff = champ[metric] - ref[metric]
+        better = int((diff > 0).sum() if metric in ("accuracy", "macro_f1") else (diff < 0).sum())
+        out.append(f"| {metric} | {diff.mean():+.4f} | {diff.std(ddof=0):.4f} | {better}/{len(diff)} |")
+    return (
+        f"Paired differences, {champion} − {reference}, per outer fold:\n\n"
+        "| metric | mean diff | std | folds where champion is better |\n|---|---|---|---|\n" + "\n".join(out) + "\n"
+    )
+
+
+def time_training(real: pd.DataFrame, synthetic_rows: int, seed: int) -> list[str]:
+    """Wall time of train_model called as segmentation.pipeline.train calls it, with default settings."""
+    from segmentation.data import generate_customers
+    from segmentation.pipeline import holdout_mask
+
+    settings = get_settings()
+    lines = []
+    for label, frame in (("real data", real), (f"{synthetic_rows:,} synthetic", None)):
+        if frame is None:
+            started = time.perf_counter()
+            frame = generate_customers(synthetic_rows, labelled_share=1.0, seed=seed)
+            frame = frame.loc[frame[SEGMENT].notna()]
+            print(f"generated {len(frame):,} rows in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        is_holdout = holdout_mask(frame["customer_id"], settings.holdout_share)
+        started = time.perf_counter()
+        result = train_model(
+            frame.loc[~is_holdout],
+            holdout=frame.loc[is_holdout],
+            candidates=list(settings.candidates) or None,
+            cv_folds=settings.cv_folds,
+            row_cap=settings.train_row_cap,
+            random_state=settings.random_state,
+        )
+        seconds = time.perf_counter() - started
+        m = result.metrics
+        lines.append(
+            f"| {label} | {len(frame):,} | {result.n_train:,} | {seconds:.0f} | {result.model_name} "
+            f"| {m['accuracy']:.4f} | {m['log_loss']:.4f} | {m['predict_rows_per_s']:,.0f} |"
+        )
+        print(lines[-1], file=sys.stderr, flush=True)
+    head = (
+        "| data | rows | train rows used | train_model wall s | chosen | holdout accuracy | holdout log loss "
+        "| predict_proba rows/s |\n|---|---|---|---|---|---|---|---|\n"
+    )
+    return [head + "\n".join(lines) + "\n"]
+
+
+def write_section(text: str, path: Path = BENCHMARKS) -> None:
+    """Replace (or append) only the "## Model quality" section of BENCHMARKS.md."""
+    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    start = old.find(SECTION + "\n")
+    if start < 0:
+        new = old.rstrip("\n") + "\n\n" + text
+    else:
+        following = old.find("\n## ", start + len(SECTION))
+        new = old[:start] + text + ("" if following < 0 else "\n" + old[following + 1 :])
+    path.write_text(new, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--splits", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-nested", action="store_true", help="skip the nested champion (faster)")
+    parser.add_argument("--timing", action="store_true", help="also time train_model on real and synthetic data")
+    parser.add_argument("--synthetic-rows", type=int, default=1_000_000)
+    parser.add_argument("--write", action="store_true", help="write the section into BENCHMARKS.md")
+    args = parser.parse_args(argv)
+    if not args.data.exists():
+        print(f"model_quality: {args.data} is absent; skipping", file=sys.stderr)
+        return 0
+    started = time.perf_counter()
+    real = load_real(args.data)
+    # One thread per fit in the CV part: the 2-core machine is shared and oversubscribed OpenMP is noisy.
+    with threadpool_limits(1):
+        cv = cross_validate_all(
+            real, splits=args.splits, repeats=args.repeats, seed=args.seed, nested=not args.no_nested
+        )
+    summary = summarise(cv["results"])
+    reference = "reference (seed GB default)"
+    champion = "champion (nested train_model)" if not args.no_nested else "hist_gradient_boosting"
+    parts = [
+        f"{SECTION}\n\n",
+        f"Measured {dt.date.today().isoformat()} on {platform.node() or 'this machine'} "
+        f"({os.cpu_count()} cores, shared with other jobs, so timings are noisy; CV fits single-threaded). "
+        f"Data: {args.data.name}, {cv['rows']:,} labelled rows. Folds: RepeatedStratifiedKFold(n_splits="
+        f"{args.splits}, n_repeats={args.repeats}, random_state={args.seed}) = {cv['n_folds']} outer folds, "
+        "the same for every row. Mean ± std over folds. ECE: expected calibration error per class "
+        "(one-vs-rest, 10 equal-width bins), averaged over the 4 classes. Brier: multi-class (0.75 = uniform).\n\n",
+        "Command: `python bench/model_quality.py "
+        + " ".join(a for a in (argv if argv is not None else sys.argv[1:]))
+        + "`\n\n",
+        markdown_table(summary),
+        "\n",
+        paired(cv["results"], champion, reference),
+    ]
+    if cv["chosen"]:
+        parts.append(
+            "\nChampion (nested): in each outer training fold, `train_model` (default settings: candidate "
+            "comparison by inner 5-fold CV, then successive-halving random search on log loss) picks and tunes "
+            "the model without seeing the outer test fold. Chosen per fold:\n\n"
+            + "".join(f"- fold {i}: {c}\n" for i, c in enumerate(cv["chosen"], start=1))
+        )
+    else:
+        parts.append(FIXED_NOTE)
+    if args.timing:
+        parts.append(
+            "\nTraining time of `train_model` as `segmentation.pipeline.train` calls it (default settings):\n\n"
+        )
+        parts += time_training(real, args.synthetic_rows, args.seed)
+    parts.append(f"\nBench wall time: {time.perf_counter() - started:.0f} s.\n")
+    text = "".join(parts)
+    print(text)
+    if args.write:
+        write_section(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
