@@ -72,7 +72,8 @@ MODEL_NUMERIC_COLUMNS: tuple[str, ...] = (*NUMERIC_COLUMNS, *DERIVED_COLUMNS)
 MODEL_CATEGORICAL_COLUMNS: tuple[str, ...] = CATEGORICAL_COLUMNS
 MODEL_INPUT_COLUMNS: tuple[str, ...] = (*MODEL_NUMERIC_COLUMNS, *MODEL_CATEGORICAL_COLUMNS)
 
-# Candidate model families (the seed's six plus HistGradientBoosting); built in segmentation.training.
+# Candidate model families (the seed's six, HistGradientBoosting and a soft vote of it with a random forest);
+# built in segmentation.training.
 CANDIDATE_NAMES: tuple[str, ...] = (
     "logistic_regression",
     "knn",
@@ -81,4 +82,5 @@ CANDIDATE_NAMES: tuple[str, ...] = (
     "random_forest",
     "gradient_boosting",
     "hist_gradient_boosting",
+    "hgb_rf_vote",
 )

@@ -26,7 +26,8 @@ MISSING_LABEL = "missing"
 # Encodings for build_pipeline: "one_hot" (imputed, one-hot + min-max; any classifier) or "ordinal" (numeric
 # columns as float with NaN, categories as integer codes with NaN for missing/unseen: for tree models with
 # native categorical and missing-value support such as HistGradientBoostingClassifier).
-ENCODINGS: tuple[str, ...] = ("one_hot", "ordinal")
+# "own": no shared preprocessing, for ensembles whose members are whole pipelines with their own.
+ENCODINGS: tuple[str, ...] = ("one_hot", "ordinal", "own")
 # Boolean mask of the categorical columns in the "ordinal" preprocessor's output (numeric columns first).
 ORDINAL_CATEGORICAL_MASK: tuple[bool, ...] = (
     *([False] * len(MODEL_NUMERIC_COLUMNS)),
@@ -211,13 +212,15 @@ def build_ordinal_preprocessor() -> ColumnTransformer:
 def build_pipeline(classifier: ClassifierMixin, *, encoding: str = "one_hot") -> Pipeline:
     """Return ``Pipeline([features, classifier])``; feed it :func:`derive_features` output.
 
-    ``encoding`` is one of ENCODINGS: "one_hot" (:func:`build_preprocessor`) or "ordinal"
-    (:func:`build_ordinal_preprocessor`).
+    ``encoding`` is one of ENCODINGS: "one_hot" (:func:`build_preprocessor`), "ordinal"
+    (:func:`build_ordinal_preprocessor`) or "own" (none: the classifier's members preprocess themselves).
     """
     if encoding == "one_hot":
         features = build_preprocessor()
     elif encoding == "ordinal":
         features = build_ordinal_preprocessor()
+    elif encoding == "own":
+        features = "passthrough"
     else:
         raise ValueError(f"encoding must be one of {ENCODINGS}; got {encoding!r}")
     return Pipeline([("features", features), ("classifier", classifier)])

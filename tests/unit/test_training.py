@@ -21,6 +21,7 @@ from segmentation.training import (
     brier_score,
     build_candidate,
     calibration_errors,
+    choose_candidate,
     compare_candidates,
     json_safe,
     segment_profiles,
@@ -90,6 +91,7 @@ def test_candidates_and_grids_cover_each_other() -> None:
             "random_forest",
             "gradient_boosting",
             "hist_gradient_boosting",
+            "hgb_rf_vote",
         }
     )
     for name, build in CANDIDATES.items():
@@ -133,6 +135,8 @@ def test_compare_candidates_sorts_by_f1_then_log_loss(monkeypatch: pytest.Monkey
             "test_macro_f1": np.full(folds, f1),
             "test_neg_log_loss": np.full(folds, -loss),
             "fit_time": np.full(folds, 0.1),
+            "score_time": np.full(folds, 0.01),
+            "estimator": [f1] * folds,
         }
 
     monkeypatch.setattr("segmentation.training.cross_validate", fake_cross_validate)
@@ -141,6 +145,57 @@ def test_compare_candidates_sorts_by_f1_then_log_loss(monkeypatch: pytest.Monkey
     assert table["name"].tolist() == ["knn", "decision_tree", "naive_bayes"]
     assert table["log_loss_mean"].tolist() == pytest.approx([2.0, 0.9, 1.2])
     assert table["fit_seconds"].tolist() == pytest.approx([0.1, 0.1, 0.1])
+
+
+def _fake_folds(monkeypatch: pytest.MonkeyPatch, folds_by_class: dict[str, tuple[list, list, float]]) -> None:
+    """Replace cross_validate with per-fold (macro-F1, log loss) lists and a model size per estimator class."""
+
+    def fake_cross_validate(pipeline, X, y, **kwargs):
+        f1, loss, size = folds_by_class[type(pipeline.named_steps["classifier"]).__name__]
+        return {
+            "test_accuracy": np.asarray(f1),
+            "test_macro_f1": np.asarray(f1),
+            "test_neg_log_loss": -np.asarray(loss),
+            "fit_time": np.full(len(f1), 0.1),
+            "score_time": np.full(len(f1), 0.01),
+            "estimator": [bytes(size)] * len(f1),
+        }
+
+    monkeypatch.setattr("segmentation.training.cross_validate", fake_cross_validate)
+
+
+def test_choice_prefers_the_cheaper_model_within_noise(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_folds(
+        monkeypatch,
+        {
+            # best, but big
+            "KNeighborsClassifier": ([0.60, 0.62, 0.58, 0.61], [1.00, 1.00, 1.00, 1.00], 50_000),
+            # paired shortfall 0.005 on average with a noisy spread: within one standard error, and small
+            "DecisionTreeClassifier": ([0.62, 0.60, 0.56, 0.61], [1.00, 1.01, 0.99, 1.00], 1_000),
+            # consistently 0.05 worse: outside the noise even though it is the smallest
+            "GaussianNB": ([0.55, 0.57, 0.53, 0.56], [1.00, 1.00, 1.00, 1.00], 100),
+        },
+    )
+    X, y = _xy(make_labelled(50, seed=2))
+    table = compare_candidates(X, y, ["naive_bayes", "decision_tree", "knn"], cv_folds=4, random_state=0)
+    assert table["name"].tolist() == ["knn", "decision_tree", "naive_bayes"]
+    assert table["within_noise"].tolist() == [True, True, False]
+    assert table["model_bytes"].tolist()[0] > table["model_bytes"].tolist()[1] > table["model_bytes"].tolist()[2]
+    assert choose_candidate(table) == "decision_tree"
+
+
+def test_choice_keeps_the_best_when_the_cheaper_one_is_worse_calibrated(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_folds(
+        monkeypatch,
+        {
+            "KNeighborsClassifier": ([0.60, 0.62, 0.58, 0.61], [1.00, 1.00, 1.00, 1.00], 50_000),
+            "DecisionTreeClassifier": ([0.62, 0.60, 0.56, 0.61], [1.10, 1.11, 1.09, 1.10], 1_000),
+        },
+    )
+    X, y = _xy(make_labelled(50, seed=2))
+    table = compare_candidates(X, y, ["decision_tree", "knn"], cv_folds=4, random_state=0)
+    assert table["within_noise"].tolist() == [True, False]
+    assert choose_candidate(table) == "knn"
 
 
 def test_unknown_candidate_is_rejected(labelled: pd.DataFrame) -> None:
@@ -232,7 +287,7 @@ def test_train_model_is_deterministic(result: TrainingResult, labelled: pd.DataF
     assert again.label_shares == result.label_shares
 
     def strip(rows: list[dict]) -> list[dict]:
-        return [{k: v for k, v in row.items() if k != "fit_seconds"} for row in rows]
+        return [{k: v for k, v in row.items() if k not in ("fit_seconds", "predict_seconds")} for row in rows]
 
     assert strip(again.comparison) == strip(result.comparison)
     fresh = derive_features(make_labelled(50, seed=5))
@@ -433,7 +488,14 @@ def test_compare_candidates_row_cap() -> None:
         seen.append(len(X))
         folds = kwargs["cv"].get_n_splits()
         ones = np.full(folds, 0.5)
-        return {"test_accuracy": ones, "test_macro_f1": ones, "test_neg_log_loss": -ones, "fit_time": ones}
+        return {
+            "test_accuracy": ones,
+            "test_macro_f1": ones,
+            "test_neg_log_loss": -ones,
+            "fit_time": ones,
+            "score_time": ones,
+            "estimator": [None] * folds,
+        }
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("segmentation.training.cross_validate", fake_cross_validate)
