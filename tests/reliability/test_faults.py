@@ -220,3 +220,42 @@ def test_an_unreachable_database_is_a_clear_error(monkeypatch) -> None:
     with pytest.raises(DatabaseError, match="cannot connect to") as info:
         pipeline.clean("offline")
     assert "hunter2" not in str(info.value)
+
+
+def test_a_retrain_and_promotion_during_scoring_corrupt_nothing(scored_base: dict, monkeypatch) -> None:
+    """Shards score with the version their plan pinned; the promotion is atomic; the next run rescores all."""
+    monkeypatch.setenv("SEGMENTATION_SHARD_SIZE", "500")
+    old = scored_base["version"]
+    planned = pipeline.plan_scoring("during")
+    assert len(planned) == 6 and {p["model_version"] for p in planned} == {old}
+    champion_counts: set[int] = set()
+    stop = threading.Event()
+
+    def watch() -> None:  # scoring must never see two champions or none
+        with connect() as conn, conn.cursor() as cur:
+            while not stop.is_set():
+                cur.execute("SELECT count(*) FROM segmentation.model_versions WHERE status = 'champion'")
+                champion_counts.add(cur.fetchone()[0])
+                conn.commit()
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for p in planned[:3]:
+            pipeline.score_shard("during", p["shard"], p["model_version"])
+        # The manual retrain lands between shards, while the watcher polls the registry.
+        version = pipeline.train("retrain-during", trigger="manual")["version"]
+        pipeline.evaluate_and_promote("retrain-during", version, force=True)
+        for p in planned[3:]:
+            pipeline.score_shard("during", p["shard"], p["model_version"])
+    finally:
+        stop.set()
+        watcher.join(timeout=30)
+    pipeline.finalise("during")
+
+    new = int(scalar("SELECT version FROM segmentation.model_versions WHERE status = 'champion'"))
+    assert new != old and champion_counts == {1}
+    _assert_equals_undisturbed(scored_base["expected"])  # every row from the pinned old version, once
+    rescored = pipeline.score_all("after")
+    assert rescored["rows"] == 3000
+    assert query("SELECT DISTINCT model_version FROM segmentation.customer_segments") == [(new,)]
