@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, TriggerRule, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from segmentation.config import CHAMPION_ASSET_NAME
+from segmentation.config import CHAMPION_ASSET_NAME, DB_POOL_NAME
 
 DOC_MD = """
 ### Nightly customer segmentation
@@ -21,7 +21,8 @@ Runs daily at 02:00 UTC, and again whenever `segmentation_retrain` promotes a ne
 3. **retrain_if_due**: trains and gates a model when there is no champion or it is older than
    `SEGMENTATION_RETRAIN_INTERVAL_DAYS`.
 4. **plan** and **score** (mapped): only customers that are new, changed, or scored by an older model,
-   one task per shard; each shard is upserted in one transaction.
+   one task per shard; each shard is upserted in one transaction. Shards run in the Airflow pool
+   `segmentation_db`, whose slots cap the database connections scoring holds at once.
 5. **finalise**: run totals and data-quality figures in `segmentation.pipeline_runs` / `drift_metrics`.
 
 Analysts query `segmentation.current_segments`, `segment_summary` and `segment_changes`.
@@ -83,7 +84,7 @@ def segmentation_nightly() -> None:
 
         return pipeline.plan_scoring(run_id)
 
-    @task
+    @task(pool=DB_POOL_NAME)  # the pool caps concurrent shards, and so database connections
     def score(shard: int, model_version: int, run_id: str | None = None) -> dict:
         from segmentation import pipeline
 

@@ -10,6 +10,7 @@ echo "==> customer database: $(segmentation db-url | sed -E 's#://([^:@/]*):[^@]
 segmentation init-db >/dev/null
 echo "==> Airflow metadata database"
 airflow db migrate >"$ROOT/.data/airflow-migrate.log" 2>&1
+airflow pools set segmentation_db "${SEGMENTATION_DB_POOL_SLOTS:-4}" "segmentation scoring shards" >/dev/null
 echo "==> generating ${ROWS:-50000} synthetic customers (30 % labelled)"
 segmentation generate --rows "${ROWS:-50000}" --seed "${SEED:-0}"
 echo "==> airflow dags test segmentation_nightly (log: $LOG)"

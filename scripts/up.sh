@@ -4,6 +4,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/airflow-env.sh"
 cd "$ROOT"
 segmentation init-db >/dev/null
+airflow db migrate >"$ROOT/.data/airflow-migrate.log" 2>&1
+airflow pools set segmentation_db "${SEGMENTATION_DB_POOL_SLOTS:-4}" "segmentation scoring shards" >/dev/null
 export AIRFLOW__API__PORT="${AIRFLOW__API__PORT:-8080}"
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE="$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
 echo "==> Airflow UI: http://localhost:${AIRFLOW__API__PORT}  (login: admin; the password is printed below"

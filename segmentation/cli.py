@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from segmentation.columns import ALLOWED_CATEGORIES, ATTRIBUTE_COLUMNS
@@ -97,13 +97,21 @@ def cmd_score(args: argparse.Namespace) -> None:
     from segmentation import pipeline
 
     run_id = pipeline.start_run(args.run_id or pipeline.new_run_id())
-    _emit(pipeline.score_all(run_id) | {"finalise": pipeline.finalise(run_id)})
+    _emit(pipeline.score_all(run_id, progress=_shard_progress) | {"finalise": pipeline.finalise(run_id)})
 
 
 def cmd_run(args: argparse.Namespace) -> None:
     from segmentation import pipeline
 
-    _emit(pipeline.run_nightly(args.run_id))
+    _emit(pipeline.run_nightly(args.run_id, progress=_shard_progress))
+
+
+def _shard_progress(shards: list[dict[str, int]]) -> Iterable[dict[str, int]]:
+    """A progress bar over the shards on stderr (stdout stays the JSON summary)."""
+    from rich.console import Console
+    from rich.progress import track
+
+    return track(shards, description="scoring shards", console=Console(stderr=True), total=len(shards))
 
 
 def cmd_predict(args: argparse.Namespace) -> None:

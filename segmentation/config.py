@@ -66,6 +66,9 @@ class Settings:
     statement_timeout_ms: int
     lock_timeout_ms: int
     drift_threshold: float
+    # Native threads (OpenMP/BLAS) per task. Tasks run side by side, and oversubscribed OpenMP threads
+    # slow HistGradientBoosting down several-fold, so one per task unless told otherwise.
+    threads: int = 1
     candidates: tuple[str, ...] = field(default_factory=tuple)
     # Model tuning (segmentation.training): successive-halving random search over PARAM_GRIDS of the best
     # candidate: ``tune_candidates`` settings sampled, each round keeps 1/``tune_factor`` of them on
@@ -97,6 +100,7 @@ def get_settings() -> Settings:
         train_row_cap=_number("TRAIN_ROW_CAP", 50_000, 100, 100_000_000),
         holdout_share=_number("HOLDOUT_SHARE", 0.2, 0.05, 0.5),
         random_state=_number("RANDOM_STATE", 42, 0, 2**31 - 1),
+        threads=_number("THREADS", 1, 1, 256),
         promotion_margin=_number("PROMOTION_MARGIN", 0.0, -1.0, 1.0),
         statement_timeout_ms=_number("STATEMENT_TIMEOUT_MS", 3_600_000, 0, 86_400_000),
         lock_timeout_ms=_number("LOCK_TIMEOUT_MS", 120_000, 0, 86_400_000),
@@ -112,3 +116,6 @@ def get_settings() -> Settings:
 
 # The Airflow Asset updated whenever a new champion model is promoted; it triggers a rescore.
 CHAMPION_ASSET_NAME = "segmentation_champion_model"
+# The Airflow pool that caps concurrent database-heavy tasks (scoring shards); created by the set-up scripts.
+DB_POOL_NAME = "segmentation_db"
+DB_POOL_SLOTS_DEFAULT = 4

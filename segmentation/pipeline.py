@@ -8,22 +8,26 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from segmentation import registry, scoring
 from segmentation.cleaning import check_reject_share, reason_counts, validate
 from segmentation.columns import ATTRIBUTE_COLUMNS, CUSTOMER_ID, DERIVED_COLUMNS, SEGMENT, SEGMENTS
 from segmentation.config import Settings, get_settings
-from segmentation.db import connect, copy_frame_in, copy_frame_out
+from segmentation.db import connect, copy_binary_in, copy_frame_out
 from segmentation.errors import DataError, ModelError
 from segmentation.loading import write_rejects
 
 log = logging.getLogger(__name__)
+
+# Wraps the planned shards of a run, e.g. in a progress bar: list of shards in, iterable of the same out.
+Progress = Callable[[list[dict[str, int]]], Iterable[dict[str, int]]]
 
 CLEAN_TYPED_COLUMNS = [CUSTOMER_ID, *ATTRIBUTE_COLUMNS]
 FEATURE_TABLE_COLUMNS = [*CLEAN_TYPED_COLUMNS, *DERIVED_COLUMNS]
@@ -116,7 +120,7 @@ def clean(run_id: str, *, url: str | None = None, settings: Settings | None = No
         cur.execute(
             "CREATE TEMP TABLE clean_stage (LIKE segmentation.clean_customers INCLUDING DEFAULTS) ON COMMIT DROP"
         )
-        copy_frame_in(cur, clean_rows, "clean_stage", [*CLEAN_TYPED_COLUMNS, "source_updated_at"])
+        copy_binary_in(cur, clean_rows, "clean_stage", [*CLEAN_TYPED_COLUMNS, "source_updated_at"])
         cols = ", ".join([*CLEAN_TYPED_COLUMNS, "source_updated_at"])
         cur.execute(
             f"""INSERT INTO segmentation.clean_customers ({cols}, cleaned_at, run_id)
@@ -167,7 +171,7 @@ def build_features(run_id: str, *, url: str | None = None) -> dict[str, Any]:
             "CREATE TEMP TABLE feature_stage (LIKE segmentation.customer_features INCLUDING DEFAULTS) ON COMMIT DROP"
         )
         columns = [*FEATURE_TABLE_COLUMNS, "source_updated_at"]
-        copy_frame_in(cur, features, "feature_stage", columns)
+        copy_binary_in(cur, features, "feature_stage", columns)
         cur.execute(
             f"""INSERT INTO segmentation.customer_features ({", ".join(columns)}, updated_at, run_id)
                 SELECT {", ".join(columns)}, now(), %s FROM feature_stage
@@ -245,14 +249,15 @@ def train(
                 f"per segment); load labelled customers with `segmentation load-csv` or `generate`"
             )
         is_holdout = holdout_mask(labelled[CUSTOMER_ID], settings.holdout_share)
-        result = train_model(
-            labelled.loc[~is_holdout],
-            holdout=labelled.loc[is_holdout],
-            candidates=candidates or list(settings.candidates) or None,
-            cv_folds=cv_folds or settings.cv_folds,
-            row_cap=row_cap or settings.train_row_cap,
-            random_state=settings.random_state,
-        )
+        with threadpool_limits(settings.threads):
+            result = train_model(
+                labelled.loc[~is_holdout],
+                holdout=labelled.loc[is_holdout],
+                candidates=candidates or list(settings.candidates) or None,
+                cv_folds=cv_folds or settings.cv_folds,
+                row_cap=row_cap or settings.train_row_cap,
+                random_state=settings.random_state,
+            )
         fingerprint = {
             "rows": len(labelled),
             "train_rows": result.n_train,
@@ -384,14 +389,15 @@ def score_shard(
     settings = settings or get_settings()
     with _step(run_id, f"score_shard_{shard}", url) as (cur, figures):
         model = registry.load_model(cur, model_version)
-        result = scoring.score_shard(
-            cur,
-            model,
-            run_id=run_id,
-            shard=shard,
-            model_version=model_version,
-            chunk_size=settings.chunk_size,
-        )
+        with threadpool_limits(settings.threads):
+            result = scoring.score_shard(
+                cur,
+                model,
+                run_id=run_id,
+                shard=shard,
+                model_version=model_version,
+                chunk_size=settings.chunk_size,
+            )
         figures.update(rows=result.rows, changed_segments=result.changed_segments)
     return figures
 
@@ -411,14 +417,20 @@ def finalise(run_id: str, *, url: str | None = None) -> dict[str, Any]:
     return figures
 
 
-def score_all(run_id: str, *, url: str | None = None) -> dict[str, Any]:
-    """Plan and score every shard in this process (the CLI's path; Airflow maps the shards instead)."""
+def score_all(run_id: str, *, url: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
+    """Plan and score every shard in this process (the CLI's path; Airflow maps the shards instead).
+
+    ``progress`` wraps the planned shards, e.g. in a progress bar.
+    """
     planned = plan_scoring(run_id, url=url)
-    results = [score_shard(run_id, p["shard"], p["model_version"], url=url) for p in planned]
+    shards = progress(planned) if progress else planned
+    results = [score_shard(run_id, p["shard"], p["model_version"], url=url) for p in shards]
     return {"shards": len(planned), "rows": sum(r["rows"] for r in results)}
 
 
-def run_nightly(run_id: str | None = None, *, url: str | None = None) -> dict[str, Any]:
+def run_nightly(
+    run_id: str | None = None, *, url: str | None = None, progress: Progress | None = None
+) -> dict[str, Any]:
     """The whole nightly run in one process: clean, features, retrain when due, score, finalise."""
     run_id = run_id or new_run_id()
     start_run(run_id, "cli", url=url)
@@ -427,7 +439,7 @@ def run_nightly(run_id: str | None = None, *, url: str | None = None) -> dict[st
         "clean": clean(run_id, url=url),
         "features": build_features(run_id, url=url),
         "retrain": retrain_if_due(run_id, url=url),
-        "score": score_all(run_id, url=url),
+        "score": score_all(run_id, url=url, progress=progress),
     }
     summary["finalise"] = finalise(run_id, url=url)
     return summary

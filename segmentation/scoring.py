@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import resource
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from segmentation.columns import CUSTOMER_ID, MODEL_INPUT_COLUMNS, PROBABILITY_COLUMNS, SEGMENTS
-from segmentation.db import copy_frame_in, copy_frame_out
+from segmentation.db import copy_binary_in, copy_frame_out
 from segmentation.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,11 @@ NUMERIC_DTYPES = {
     "spending_rank": "float64",
     "working_years_share": "float64",
 }
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB (Linux reports ru_maxrss in kB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def shard_count(n_rows: int, shard_size: int, max_shards: int) -> int:
@@ -148,15 +154,16 @@ def score_shard(cur: Any, model: Any, *, run_id: str, shard: int, model_version:
             break
         scored = predict_frame(model, features)
         scored["source_updated_at"] = features["source_updated_at"].to_numpy()
-        copy_frame_in(cur, scored, "score_stage", _STAGE_COLUMNS)
+        copy_binary_in(cur, scored, "score_stage", _STAGE_COLUMNS)
         rows += len(features)
         after = int(features[CUSTOMER_ID].iloc[-1])
         elapsed = time.perf_counter() - chunk_started
         log.info(
-            "shard %d: chunk of %d rows at %.0f rows/s",
+            "shard %d: chunk of %d rows at %.0f rows/s (peak RSS %.0f MB)",
             shard,
             len(features),
             len(features) / max(elapsed, 1e-9),
+            peak_rss_mb(),
         )
     params = {"model_version": model_version, "run_id": run_id}
     # Writers of customer_segments take turns for the short history+upsert step, so that overlapping

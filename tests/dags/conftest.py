@@ -36,6 +36,11 @@ def airflow_db() -> Iterator[None]:
     from airflow.utils.db import initdb
 
     initdb()
+    from airflow.models.pool import Pool
+
+    from segmentation.config import DB_POOL_NAME, DB_POOL_SLOTS_DEFAULT
+
+    Pool.create_or_update_pool(DB_POOL_NAME, DB_POOL_SLOTS_DEFAULT, "segmentation scoring shards", False)
     yield
     from airflow import settings
 

@@ -64,3 +64,12 @@ def test_parsing_a_dag_file_imports_nothing_heavy(path) -> None:
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1:] in ([], [""]), f"heavy imports at parse time: {out.stdout}"
+
+
+def test_scoring_shards_run_in_the_database_pool_that_every_setup_creates(dagbag) -> None:
+    from segmentation.config import DB_POOL_NAME
+
+    assert dagbag.dags["segmentation_nightly"].get_task("score").pool == DB_POOL_NAME
+    root = DAGS.parent
+    for setup in ("scripts/demo.sh", "scripts/up.sh", "docker-compose.yaml"):
+        assert f"airflow pools set {DB_POOL_NAME} " in (root / setup).read_text(), setup
