@@ -137,7 +137,8 @@ def score_shard(cur: Any, model: Any, *, run_id: str, shard: int, model_version:
     """
     started = time.perf_counter()
     cur.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS score_stage (customer_id bigint PRIMARY KEY, segment char(1), "
+        # No key on the stage: the queue holds each customer once per run, and an index would slow the COPY.
+        "CREATE TEMP TABLE IF NOT EXISTS score_stage (customer_id bigint, segment char(1), "
         "p_a double precision, p_b double precision, p_c double precision, p_d double precision, "
         "source_updated_at timestamptz) ON COMMIT DROP"
     )

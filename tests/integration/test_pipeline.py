@@ -44,7 +44,7 @@ def load_generated(rows: int, seed: int = 1, start_id: int = 1, labelled_share: 
 def test_migrations_are_recorded_and_idempotent(fresh_db: str) -> None:
     assert migrate(fresh_db) == []
     names = [r[0] for r in query("SELECT name FROM segmentation.schema_migrations ORDER BY version")]
-    assert names == ["001_core_tables.sql", "002_analyst_views.sql"]
+    assert names == ["001_core_tables.sql", "002_analyst_views.sql", "003_lean_segment_writes.sql"]
 
 
 def test_loading_upserts_by_id_and_bumps_updated_at_only_on_change(fresh_db: str) -> None:
