@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from benchmarks_md import write_section
 from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.metrics import accuracy_score, f1_score, log_loss
 from sklearn.model_selection import RepeatedStratifiedKFold
@@ -47,7 +48,6 @@ from segmentation.training import (
 )
 
 DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "customers_train.csv"
-BENCHMARKS = PROJECT_ROOT / "BENCHMARKS.md"
 SECTION = "## Model quality"
 FIXED_NOTE = (
     "\nHonesty note: this run used `--no-nested`, so the champion compared above is the fixed `hgb_rf_vote` "
@@ -188,14 +188,15 @@ def time_training(real: pd.DataFrame, synthetic_rows: int, seed: int) -> list[st
             print(f"generated {len(frame):,} rows in {time.perf_counter() - started:.0f} s", file=sys.stderr)
         is_holdout = holdout_mask(frame["customer_id"], settings.holdout_share)
         started = time.perf_counter()
-        result = train_model(
-            frame.loc[~is_holdout],
-            holdout=frame.loc[is_holdout],
-            candidates=list(settings.candidates) or None,
-            cv_folds=settings.cv_folds,
-            row_cap=settings.train_row_cap,
-            random_state=settings.random_state,
-        )
+        with threadpool_limits(settings.threads):  # as segmentation.pipeline.train runs it
+            result = train_model(
+                frame.loc[~is_holdout],
+                holdout=frame.loc[is_holdout],
+                candidates=list(settings.candidates) or None,
+                cv_folds=settings.cv_folds,
+                row_cap=settings.train_row_cap,
+                random_state=settings.random_state,
+            )
         seconds = time.perf_counter() - started
         m = result.metrics
         lines.append(
@@ -208,18 +209,6 @@ def time_training(real: pd.DataFrame, synthetic_rows: int, seed: int) -> list[st
         "| predict_proba rows/s |\n|---|---|---|---|---|---|---|---|\n"
     )
     return [head + "\n".join(lines) + "\n"]
-
-
-def write_section(text: str, path: Path = BENCHMARKS) -> None:
-    """Replace (or append) only the "## Model quality" section of BENCHMARKS.md."""
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    start = old.find(SECTION + "\n")
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        following = old.find("\n## ", start + len(SECTION))
-        new = old[:start] + text + ("" if following < 0 else "\n" + old[following + 1 :])
-    path.write_text(new, encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -272,14 +261,15 @@ def main(argv: list[str] | None = None) -> int:
         parts.append(FIXED_NOTE)
     if args.timing:
         parts.append(
-            "\nTraining time of `train_model` as `segmentation.pipeline.train` calls it (default settings):\n\n"
+            "\nTraining time of `train_model` as `segmentation.pipeline.train` calls it (default settings, "
+            "`SEGMENTATION_THREADS` native threads):\n\n"
         )
         parts += time_training(real, args.synthetic_rows, args.seed)
     parts.append(f"\nBench wall time: {time.perf_counter() - started:.0f} s.\n")
     text = "".join(parts)
     print(text)
     if args.write:
-        write_section(text)
+        write_section(SECTION, text)
     return 0
 
 

