@@ -92,7 +92,7 @@ def get_settings() -> Settings:
         models_dir=Path(_env("MODELS_DIR", str(PROJECT_ROOT / "models"))).expanduser().resolve(),
         sql_dir=Path(_env("SQL_DIR", str(PROJECT_ROOT / "sql"))).expanduser().resolve(),
         reject_threshold=_number("REJECT_THRESHOLD", 0.20, 0.0, 1.0),
-        shard_size=_number("SHARD_SIZE", 50_000, 1, 100_000_000),
+        shard_size=_number("SHARD_SIZE", 200_000, 1, 100_000_000),
         chunk_size=_number("CHUNK_SIZE", 20_000, 1, 10_000_000),
         max_shards=_number("MAX_SHARDS", 1024, 1, 1024),
         retrain_interval_days=_number("RETRAIN_INTERVAL_DAYS", 7, 0, 3650),
