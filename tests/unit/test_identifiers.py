@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from segmentation.db import ensure_database, valid_identifier
+from segmentation.db import ensure_database, require_local, valid_identifier
 from segmentation.errors import ConfigError
 
 
@@ -25,3 +25,22 @@ def test_a_hostile_database_name_is_refused_before_connecting() -> None:
     # The admin URL points nowhere: the name check must fail first, without any connection attempt.
     with pytest.raises(ConfigError, match="DROP TABLE"):
         ensure_database("postgresql://nobody@127.0.0.1:1/none", "x; DROP TABLE customers; --")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://root@127.0.0.1:5432/postgres",
+        "postgresql://root@localhost/postgres",
+        "postgresql://root@[::1]:5432/postgres",
+        "postgresql://root@/postgres?host=/tmp/pg",
+    ],
+)
+def test_tests_and_benchmarks_accept_only_this_machine(url: str) -> None:
+    assert require_local(url, "SEGMENTATION_TEST_ADMIN_URL") == url
+
+
+@pytest.mark.parametrize("host", ["db.example.com", "10.0.0.5", "192.168.1.20"])
+def test_a_remote_server_is_refused_for_tests_and_benchmarks(host: str) -> None:
+    with pytest.raises(ConfigError, match=f"not host '{host}'"):
+        require_local(f"postgresql://root:secret@{host}:5432/postgres", "SEGMENTATION_DATABASE_URL")
