@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import ClassifierMixin
+from sklearn.base import ClassifierMixin, clone
 from sklearn.ensemble import (
     GradientBoostingClassifier,
     HistGradientBoostingClassifier,
@@ -294,6 +294,52 @@ def compare_candidates(
         _within_noise(best_f1 - folds[name][0]) and _within_noise(folds[name][1] - best_loss) for name in table["name"]
     ]
     return table
+
+
+def default_params(name: str, random_state: int = 42) -> dict[str, Any]:
+    """The untuned values, in candidate ``name``'s pipeline, of the parameters PARAM_GRIDS[name] searches."""
+    params = build_candidate(name, random_state).get_params()
+    return {key: params[key] for key in PARAM_GRIDS[name]}
+
+
+def _fold_scores(
+    pipeline: Pipeline,
+    X: pd.DataFrame,
+    y: pd.Series,
+    *,
+    scoring: str,
+    cv_folds: int,
+    random_state: int,
+    n_jobs: int | None,
+) -> np.ndarray:
+    scores = cross_validate(
+        pipeline, X, y, cv=_cv(cv_folds, random_state), scoring=scoring, n_jobs=n_jobs, error_score="raise"
+    )
+    return np.asarray(scores["test_score"])
+
+
+def tuning_beats_defaults(
+    name: str,
+    tuned: Pipeline,
+    X: pd.DataFrame,
+    y: pd.Series,
+    *,
+    scoring: str,
+    cv_folds: int = 5,
+    random_state: int = 42,
+    n_jobs: int | None = 1,
+) -> bool:
+    """Whether ``tuned`` beats candidate ``name``'s default settings by more than noise on the same folds.
+
+    Successive halving ranks settings on small subsamples and on one noisy score, so its winner is kept only
+    when its paired per-fold gain in ``scoring`` over the defaults exceeds one standard error.
+    """
+    kwargs = {"scoring": scoring, "cv_folds": cv_folds, "random_state": random_state, "n_jobs": n_jobs}
+    features = _model_frame(X)
+    gain = _fold_scores(clone(tuned), features, y, **kwargs) - _fold_scores(
+        build_candidate(name, random_state), features, y, **kwargs
+    )
+    return not _within_noise(gain)
 
 
 def _within_noise(shortfall: np.ndarray) -> bool:
@@ -586,10 +632,27 @@ def train_model(
         min_resources=tune_min_resources,
         scoring=tune_scoring,
     )
-    metrics = _evaluate(search.best_estimator_, X_holdout, y_holdout)
+    pipeline, params = search.best_estimator_, dict(search.best_params_)
+    defaults = default_params(best_name, random_state)
+    if params != defaults:
+        X_check, y_check = _cap_rows(X_train, y_train, compare_row_cap, random_state)
+        if not tuning_beats_defaults(
+            best_name,
+            pipeline,
+            X_check,
+            y_check,
+            scoring=str(search.scoring),
+            cv_folds=cv_folds,
+            random_state=random_state,
+            n_jobs=n_jobs,
+        ):
+            logger.info("kept the default settings of %s: tuned %s is within noise of them", best_name, params)
+            pipeline, params = build_candidate(best_name, random_state).fit(X_train, y_train), defaults
+    metrics = _evaluate(pipeline, X_holdout, y_holdout)
     metrics["cv_score"] = float(search.best_score_)
     metrics["cv_scoring"] = str(search.scoring)
-    metrics["predict_rows_per_s"] = predict_rows_per_second(search.best_estimator_, X_holdout)
+    metrics["tuned_over_defaults"] = params != defaults
+    metrics["predict_rows_per_s"] = predict_rows_per_second(pipeline, X_holdout)
     shares = labels.value_counts(normalize=True)
     seconds = time.perf_counter() - started
     logger.info(
@@ -601,9 +664,9 @@ def train_model(
         metrics["log_loss"],
     )
     return TrainingResult(
-        pipeline=search.best_estimator_,
+        pipeline=pipeline,
         model_name=best_name,
-        params=json_safe(dict(search.best_params_)),
+        params=json_safe(params),
         metrics=json_safe(metrics),
         comparison=json_safe(comparison.to_dict(orient="records")),
         n_train=len(X_train),

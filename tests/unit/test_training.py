@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 
 from segmentation.columns import ALLOWED_CATEGORIES, KAGGLE_COLUMNS, SEGMENTS
@@ -23,10 +24,12 @@ from segmentation.training import (
     calibration_errors,
     choose_candidate,
     compare_candidates,
+    default_params,
     json_safe,
     segment_profiles,
     train_model,
     tune,
+    tuning_beats_defaults,
 )
 
 REAL_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "customers_train.csv"
@@ -218,6 +221,54 @@ def test_tune_returns_fitted_pipeline_from_grid() -> None:
         assert value in PARAM_GRIDS["decision_tree"][key]
         assert pipeline.get_params()[key] == value
     assert set(pipeline.predict(X.head(20))) <= set(SEGMENTS)
+
+
+def test_default_params_are_the_untuned_pipeline_values() -> None:
+    for name, grid in PARAM_GRIDS.items():
+        defaults = default_params(name)
+        assert set(defaults) == set(grid)
+        assert defaults == {key: build_candidate(name, 42).get_params()[key] for key in grid}
+    assert default_params("decision_tree") == {"classifier__max_depth": 6, "classifier__min_samples_leaf": 10}
+
+
+def test_tuned_settings_must_beat_the_defaults_by_more_than_noise(monkeypatch: pytest.MonkeyPatch) -> None:
+    X, y = _xy(make_labelled(600, seed=5))
+    same = build_candidate("knn", 0)
+    assert not tuning_beats_defaults("knn", same, X, y, scoring="neg_log_loss", cv_folds=3, random_state=0)
+    one_neighbour = build_candidate("knn", 0).set_params(classifier__n_neighbors=1)
+    assert not tuning_beats_defaults("knn", one_neighbour, X, y, scoring="neg_log_loss", cv_folds=3, random_state=0)
+    # Defaults of one neighbour give 0/1 probabilities: 30 neighbours beat them far beyond noise.
+    monkeypatch.setitem(CANDIDATES, "knn", lambda rs: KNeighborsClassifier(n_neighbors=1))
+    thirty = build_candidate("knn", 0).set_params(classifier__n_neighbors=30)
+    assert tuning_beats_defaults("knn", thirty, X, y, scoring="neg_log_loss", cv_folds=3, random_state=0)
+
+
+@pytest.mark.parametrize("beats", [True, False])
+def test_train_model_keeps_defaults_unless_tuning_beats_them(
+    monkeypatch: pytest.MonkeyPatch, labelled: pd.DataFrame, beats: bool
+) -> None:
+    import segmentation.training as training
+
+    searched: list[dict] = []
+    real_search = training._search
+
+    def spy(*args, **kwargs):
+        search = real_search(*args, **kwargs)
+        searched.append(dict(search.best_params_))
+        return search
+
+    monkeypatch.setattr(training, "_search", spy)
+    # Only settings that differ from the defaults, so that the rule decides the outcome.
+    monkeypatch.setitem(PARAM_GRIDS, "knn", {"classifier__n_neighbors": [10, 50], "classifier__weights": ["distance"]})
+    monkeypatch.setattr(training, "tuning_beats_defaults", lambda *a, **k: beats)
+    trained = train_model(labelled, candidates=["knn"], cv_folds=2, random_state=3)
+    defaults = default_params("knn")
+    assert searched[0] != defaults
+    assert trained.params == (searched[0] if beats else defaults)
+    assert trained.metrics["tuned_over_defaults"] is beats
+    for key, value in trained.params.items():
+        assert trained.pipeline.get_params()[key] == value
+    assert trained.pipeline.predict(derive_features(labelled.head(5))).shape == (5,)
 
 
 # --- train_model ------------------------------------------------------------------------------------
