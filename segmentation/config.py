@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -79,6 +80,8 @@ class Settings:
     tune_scoring: str = "neg_log_loss"
     # Candidate families are compared with CV on at most this many (stratified) training rows.
     compare_row_cap: int = 20_000
+    # Recorded with each scored shard; the host name unless several workers share a host.
+    worker_name: str = ""
 
 
 def get_settings() -> Settings:
@@ -111,6 +114,7 @@ def get_settings() -> Settings:
         tune_min_resources=_number("TUNE_MIN_RESOURCES", 500, 50, 100_000_000),
         tune_scoring=_choice("TUNE_SCORING", "neg_log_loss", TUNE_SCORINGS),
         compare_row_cap=_number("COMPARE_ROW_CAP", 20_000, 100, 100_000_000),
+        worker_name=_env("WORKER_NAME", "").strip() or socket.gethostname(),
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -398,8 +399,13 @@ def score_shard(
                 model_version=model_version,
                 chunk_size=settings.chunk_size,
             )
-        figures.update(rows=result.rows, changed_segments=result.changed_segments)
+        figures.update(rows=result.rows, changed_segments=result.changed_segments, worker=worker_identity(settings))
     return figures
+
+
+def worker_identity(settings: Settings) -> str:
+    """Which worker process ran a task: ``worker_name:pid``."""
+    return f"{settings.worker_name}:{os.getpid()}"
 
 
 def finalise(run_id: str, *, url: str | None = None) -> dict[str, Any]:

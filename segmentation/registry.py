@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,7 +183,7 @@ def load_model(cur: Any, version: int) -> Any:
     model = deserialise(data, meta.sha256, version)
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(".tmp")
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp")  # workers sharing a cache never clash
         tmp.write_bytes(data)
         tmp.replace(cached)
     except OSError as exc:

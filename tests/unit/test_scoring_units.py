@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,7 +12,7 @@ import pytest
 from segmentation.columns import MODEL_INPUT_COLUMNS
 from segmentation.config import get_settings
 from segmentation.errors import ConfigError, ModelError
-from segmentation.pipeline import holdout_mask
+from segmentation.pipeline import holdout_mask, worker_identity
 from segmentation.scoring import predict_frame, shard_count
 
 
@@ -76,3 +79,10 @@ def test_bad_settings_are_named(monkeypatch: pytest.MonkeyPatch, name: str, valu
     monkeypatch.setenv(f"SEGMENTATION_{name}", value)
     with pytest.raises(ConfigError, match=f"SEGMENTATION_{name}.*{message}"):
         get_settings()
+
+
+def test_worker_identity_names_the_worker_and_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SEGMENTATION_WORKER_NAME", raising=False)
+    assert worker_identity(get_settings()) == f"{socket.gethostname()}:{os.getpid()}"
+    monkeypatch.setenv("SEGMENTATION_WORKER_NAME", "  worker-2 ")
+    assert worker_identity(get_settings()) == f"worker-2:{os.getpid()}"
