@@ -22,9 +22,11 @@ or the default list), measures end to end:
   (the shards of (c)) and at 5×N (4N more customers loaded, cleaned, featurised and all rescored with the same
   shard size); ``--skip-5n`` skips 5×N.
 
-Threads: the whole parent (training, (a), (b), clean and features) runs under ``threadpool_limits(1)``; every shard
-subprocess gets OMP_NUM_THREADS=OPENBLAS_NUM_THREADS=MKL_NUM_THREADS=1. Shard subprocesses share a bytecode cache
-in the temp folder (PYTHONPYCACHEPREFIX, warmed by one untimed child), as an installed worker has .pyc files.
+Threads: (a) and (b) run with one native thread per core (the libraries' default, and what a floor must use,
+since (c) uses every core through its parallel shards); training, clean and features run under
+``threadpool_limits(1)``; every shard subprocess gets OMP_NUM_THREADS=OPENBLAS_NUM_THREADS=MKL_NUM_THREADS=1.
+Shard subprocesses share a bytecode cache in the temp folder (PYTHONPYCACHEPREFIX, warmed by one untimed
+child), as an installed worker has .pyc files.
 
 Uses SEGMENTATION_DATABASE_URL when set (a throw-away database is created next to it), otherwise an embedded
 server in a temporary folder; the database and the server are removed at the end, also on failure. Prints a
@@ -74,6 +76,7 @@ SECTION = "## Scoring"
 SCRATCH = "bench_scratch"
 LABELLED_SHARE = 0.1
 CHANGED_SHARE = 0.01
+CORES = os.cpu_count() or 1
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 TARGETS = {"speedup": 5.0, "floor": 1.3, "increment": 0.05, "rss_mb": 600.0, "growth": 0.10}
 
@@ -93,7 +96,8 @@ try:
 except (OSError, StopIteration):
     hwm = ru_maxrss
 print(json.dumps({"rows": figures["rows"], "seconds": round(time.perf_counter() - started, 3),
-                  "peak_rss_mb": round(hwm, 1), "ru_maxrss_mb": round(ru_maxrss, 1)}))
+                  "peak_rss_mb": round(hwm, 1), "ru_maxrss_mb": round(ru_maxrss, 1),
+                  "phases": figures["phases"]}))
 """
 WARM_CHILD = """
 import sys
@@ -145,6 +149,7 @@ class Rescore:
     peak_rss_mb: float = 0.0
     ru_maxrss_mb: float = 0.0
     shard_seconds: list[float] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=dict)
 
 
 def log(message: str) -> None:
@@ -198,19 +203,20 @@ def _add_customers(n: int, start_id: int, seed: int) -> None:
     load_customers(to_raw_text(customers), run_id="bench-load")
 
 
-def _train_champion() -> tuple[int, str]:
-    """The nightly steps up to the retrain (run_nightly without its in-process scoring); the champion."""
+def _train_champion() -> tuple[int, str, dict[str, float]]:
+    """The nightly steps up to the retrain (run_nightly without its in-process scoring); the champion and the
+    seconds of the first clean and features steps."""
     run_id = "bench-setup"
     pipeline.start_run(run_id, "bench")
-    pipeline.clean(run_id)
-    pipeline.build_features(run_id)
+    first = {"clean": pipeline.clean(run_id)["seconds"], "features": pipeline.build_features(run_id)["seconds"]}
+    log(f"first clean and features of every customer: {first}")
     retrain = pipeline.retrain_if_due(run_id)
     if not retrain.get("promoted"):
         raise RuntimeError(f"the bench needs a champion; the retrain did not promote one: {retrain}")
     with connect() as conn, conn.cursor() as cur:
         current = registry.champion(cur)
     assert current is not None
-    return current.version, current.model_name
+    return current.version, current.model_name, first
 
 
 def _load_model(version: int) -> Any:
@@ -296,6 +302,7 @@ def _plan_shards_finalise(run_id: str, workers: int, result: Rescore) -> None:
     result.peak_rss_mb = max((s["peak_rss_mb"] for s in shards), default=0.0)
     result.ru_maxrss_mb = max((s["ru_maxrss_mb"] for s in shards), default=0.0)
     result.shard_seconds = [s["seconds"] for s in shards]
+    result.phases = {k: sum(s["phases"][k] for s in shards) for k in (shards[0]["phases"] if shards else {})}
 
 
 def _truncate_segments() -> None:
@@ -412,10 +419,12 @@ def _phase_note(timing: Timing) -> str:
 
 def _shard_note(label: str, result: Rescore) -> str:
     inner = ", ".join(f"{s:.1f}" for s in result.shard_seconds)
+    phases = ", ".join(f"{k} {v:.1f} s" for k, v in result.phases.items())
     return (
         f"- {label}: {result.rows:,} rows in {result.shards} shard(s) ({result.rows / max(result.shards, 1):,.0f} "
         f"per shard); seconds inside each shard process (after interpreter start and package import): {inner}; "
-        f"max peak RSS {result.peak_rss_mb:.1f} MB (ru_maxrss {result.ru_maxrss_mb:.1f} MB)."
+        f"summed over the shards: {phases}; max peak RSS {result.peak_rss_mb:.1f} MB "
+        f"(ru_maxrss {result.ru_maxrss_mb:.1f} MB)."
     )
 
 
@@ -453,19 +462,23 @@ def _configure(args: argparse.Namespace, tmp: Path) -> None:
 def _measure(args: argparse.Namespace, command: str) -> str:
     """Everything after the database exists; returns the report."""
     bench_started = time.perf_counter()
+    load = os.getloadavg()[0]
     n = args.rows
     log(f"loading {n:,} customers")
     _add_customers(n, 1, seed=1)
     log("clean, features, train the champion")
     started = time.perf_counter()
-    version, model_name = _train_champion()
+    version, model_name, first = _train_champion()
     train_seconds = time.perf_counter() - started
     settings = get_settings()
     _warm_children(version)
-    log("(a) naive pandas")
-    steps = [_naive_pandas(version)]
-    log("(b) COPY floor")
-    steps.append(_copy_floor(version))
+    # (a) and (b) run in one process with the libraries' default of one native thread per core, as a naive
+    # job would, and as a floor must: (c) uses every core through its parallel shards.
+    with threadpool_limits(CORES):
+        log("(a) naive pandas")
+        steps = [_naive_pandas(version)]
+        log("(b) COPY floor")
+        steps.append(_copy_floor(version))
     log("(c) full rescore")
     full = _full_rescore("bench-full", args.workers)
     steps.append(
@@ -497,19 +510,21 @@ def _measure(args: argparse.Namespace, command: str) -> str:
         )
     context = (
         f"Measured {dt.date.today().isoformat()} on {platform.node() or 'this machine'} ({os.cpu_count()} cores, "
-        "shared with another long benchmark, so timings are noisy). N = "
+        f"1-minute load average {load:.2f} before the bench started). N = "
         f"{n:,} generated customers ({LABELLED_SHARE:.0%} labelled). Champion: model version {version} "
         f"({model_name}), trained once in {train_seconds:.0f} s with SEGMENTATION_TRAIN_ROW_CAP=20000, "
         f"SEGMENTATION_CV_FOLDS=2, candidates {os.environ.get('SEGMENTATION_CANDIDATES') or 'default'}; every "
         f"step scores with it. Shard size {settings.shard_size:,}, chunk size {settings.chunk_size:,}. "
-        "Threads: the parent (training, (a), (b), clean, features) runs under threadpoolctl "
-        "`threadpool_limits(1)`; each shard runs in a fresh subprocess (interpreter start, imports and model "
-        "load included in the time) with OMP_NUM_THREADS=OPENBLAS_NUM_THREADS=MKL_NUM_THREADS=1 and a bytecode "
+        f"Threads: (a) and (b) run with {CORES} native threads (threadpoolctl, one per core, the libraries' "
+        "default); training, clean and features run under `threadpool_limits(1)`; each shard runs in a fresh "
+        "subprocess (interpreter start, imports and model load included in the time) with "
+        "OMP_NUM_THREADS=OPENBLAS_NUM_THREADS=MKL_NUM_THREADS=1 and a bytecode "
         "cache (PYTHONPYCACHEPREFIX in the temp folder, filled by one untimed warm-up child; this sandbox sets "
         "PYTHONDONTWRITEBYTECODE and the venv has no .pyc files, which costs every fresh process about 2-3 s). "
         "(a) writes customer_id, segment, p_a..p_d with pandas' default `to_sql`; (b) and (c) also write "
         "source_updated_at. (c) truncates customer_segments and segment_history first (untimed), so its "
-        "upserts are inserts. (d): clean saw "
+        f"upserts are inserts. The first clean and features steps over all N customers (untimed set-up) took "
+        f"{first['clean']:.1f} s and {first['features']:.1f} s. (d): clean saw "
         f"{figures['clean'].get('rows', 0):,} rows, features {figures['features'].get('rows', 0):,}. "
         "Peak RSS: VmHWM (the process's own RSS high-water mark) of the shard processes, max over the shards "
         "of a run; their `ru_maxrss` (shown in the notes) is not judged, because on Linux a process started by "

@@ -60,6 +60,25 @@ def derive_features(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def derived_columns_sql(alias: str) -> dict[str, str]:
+    """SQL expressions computing DERIVED_COLUMNS from the clean columns of table alias ``alias``, in the
+    database, with the same values as :func:`derive_features`.
+
+    ``work_experience`` is a ``real``; going through text gives the float64 value that pandas parses from the
+    same column (the shortest decimal of the float4), not the exact widening of the float4.
+    """
+    ranks = " ".join(f"WHEN '{label}' THEN {rank}" for label, rank in SPENDING_RANKS.items())
+    age, experience = f"{alias}.age", f"{alias}.work_experience::text::double precision"
+    return {
+        "spending_rank": f"CASE {alias}.spending_score {ranks} END",
+        # LEAST and GREATEST skip NULLs, so a missing age or experience is tested first.
+        "working_years_share": (
+            f"CASE WHEN {age} IS NULL OR {alias}.work_experience IS NULL THEN NULL ELSE "
+            f"LEAST(GREATEST({experience} / GREATEST({age} - {WORKING_AGE_START}, 1), 0), 1) END"
+        ),
+    }
+
+
 def _to_object_frame(X: object) -> pd.DataFrame:
     """Return ``X`` as an object-dtype DataFrame whose missing values are all ``np.nan``."""
     frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X, dtype=object))

@@ -142,11 +142,20 @@ def clean(run_id: str, *, url: str | None = None, settings: Settings | None = No
     return figures
 
 
-_FEATURE_CANDIDATES_SQL = f"""
-SELECT {", ".join(f"k.{c}" for c in CLEAN_TYPED_COLUMNS)}, k.source_updated_at
+def _features_upsert_sql() -> str:
+    from segmentation.features import derived_columns_sql
+
+    derived = derived_columns_sql("k")
+    columns = [*FEATURE_TABLE_COLUMNS, "source_updated_at"]
+    return f"""
+INSERT INTO segmentation.customer_features ({", ".join(columns)}, updated_at, run_id)
+SELECT {", ".join(f"k.{c}" for c in CLEAN_TYPED_COLUMNS)}, {", ".join(derived[c] for c in DERIVED_COLUMNS)},
+       k.source_updated_at, now(), %s
 FROM segmentation.clean_customers AS k
 LEFT JOIN segmentation.customer_features AS f USING (customer_id)
 WHERE f.customer_id IS NULL OR f.source_updated_at IS DISTINCT FROM k.source_updated_at
+ON CONFLICT (customer_id) DO UPDATE SET
+{", ".join(f"{c} = EXCLUDED.{c}" for c in columns[1:])}, updated_at = EXCLUDED.updated_at, run_id = EXCLUDED.run_id
 """
 
 
@@ -160,28 +169,13 @@ def typed_clean_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def build_features(run_id: str, *, url: str | None = None) -> dict[str, Any]:
-    """Write the deterministic feature columns of new and changed clean customers."""
-    from segmentation.features import derive_features
+    """Write the deterministic feature columns of new and changed clean customers.
 
+    One set-based statement in the database: no rows travel to Python and back.
+    """
     with _step(run_id, "features", url) as (cur, figures):
-        clean_rows = typed_clean_frame(copy_frame_out(cur, _FEATURE_CANDIDATES_SQL))
-        features = derive_features(clean_rows)
-        features["age"] = features["age"].round().astype("Int16")
-        features["spending_rank"] = features["spending_rank"].astype("Int16")
-        cur.execute(
-            "CREATE TEMP TABLE feature_stage (LIKE segmentation.customer_features INCLUDING DEFAULTS) ON COMMIT DROP"
-        )
-        columns = [*FEATURE_TABLE_COLUMNS, "source_updated_at"]
-        copy_binary_in(cur, features, "feature_stage", columns)
-        cur.execute(
-            f"""INSERT INTO segmentation.customer_features ({", ".join(columns)}, updated_at, run_id)
-                SELECT {", ".join(columns)}, now(), %s FROM feature_stage
-                ON CONFLICT (customer_id) DO UPDATE SET
-                {", ".join(f"{c} = EXCLUDED.{c}" for c in columns[1:])},
-                updated_at = EXCLUDED.updated_at, run_id = EXCLUDED.run_id""",
-            (run_id,),
-        )
-        figures.update(rows=len(features))
+        cur.execute(_features_upsert_sql(), (run_id,))
+        figures.update(rows=cur.rowcount)
     return figures
 
 
@@ -399,7 +393,12 @@ def score_shard(
                 model_version=model_version,
                 chunk_size=settings.chunk_size,
             )
-        figures.update(rows=result.rows, changed_segments=result.changed_segments, worker=worker_identity(settings))
+        figures.update(
+            rows=result.rows,
+            changed_segments=result.changed_segments,
+            phases=result.phases,
+            worker=worker_identity(settings),
+        )
     return figures
 
 

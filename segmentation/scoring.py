@@ -62,19 +62,24 @@ def shard_count(n_rows: int, shard_size: int, max_shards: int) -> int:
 def plan(cur: Any, *, run_id: str, model_version: int, shard_size: int, max_shards: int) -> list[int]:
     """Queue this run's work in contiguous id ranges, one per shard; returns the shard numbers.
 
-    Re-planning the same run replaces its queue, so a retried plan task is harmless.
+    One pass over the work: each customer's shard comes from its rank and the total, with the shard count
+    of ``shard_count``. Re-planning the same run replaces its queue, so a retried plan task is harmless.
     """
     cur.execute("DELETE FROM segmentation.score_queue WHERE run_id = %s", (run_id,))
-    cur.execute(f"SELECT count(*) FROM ({WORK_SQL}) AS w", {"model_version": model_version})
-    n_rows = int(cur.fetchone()[0])
+    cur.execute(
+        f"""INSERT INTO segmentation.score_queue (run_id, shard, customer_id)
+            SELECT %(run_id)s,
+                   ((ranked.rank - 1)
+                    * LEAST(%(max_shards)s, ceil(ranked.total::numeric / %(shard_size)s))::bigint
+                    / ranked.total)::integer,
+                   ranked.customer_id
+            FROM (SELECT w.customer_id, row_number() OVER (ORDER BY w.customer_id) AS rank,
+                         count(*) OVER () AS total
+                  FROM ({WORK_SQL}) AS w) AS ranked""",
+        {"run_id": run_id, "model_version": model_version, "max_shards": max_shards, "shard_size": shard_size},
+    )
+    n_rows = cur.rowcount
     n_shards = shard_count(n_rows, shard_size, max_shards)
-    if n_shards:
-        cur.execute(
-            f"""INSERT INTO segmentation.score_queue (run_id, shard, customer_id)
-                SELECT %(run_id)s, ntile(%(n)s) OVER (ORDER BY customer_id) - 1, customer_id
-                FROM ({WORK_SQL}) AS w""",
-            {"run_id": run_id, "n": n_shards, "model_version": model_version},
-        )
     log.info("run %s: %d customers to score in %d shards", run_id, n_rows, n_shards)
     return list(range(n_shards))
 
@@ -110,6 +115,8 @@ class ShardResult:
     rows: int
     changed_segments: int
     seconds: float
+    # Seconds per phase: read (COPY out), predict, stage (binary COPY in), write (history and upsert).
+    phases: dict[str, float]
 
 
 _STAGE_COLUMNS = [CUSTOMER_ID, "segment", *PROBABILITY_COLUMNS, "source_updated_at"]
@@ -155,14 +162,18 @@ def score_shard(cur: Any, model: Any, *, run_id: str, shard: int, model_version:
                 WHERE q.run_id = %(run_id)s AND q.shard = %(shard)s AND q.customer_id > %(after)s
                 ORDER BY q.customer_id LIMIT %(limit)s"""
     after, rows = -1, 0
+    phases = dict.fromkeys(("read", "predict", "stage", "write"), 0.0)
     while True:
-        chunk_started = time.perf_counter()
+        chunk_started = lap = time.perf_counter()
         features = read_features(cur, query, {"run_id": run_id, "shard": shard, "after": after, "limit": chunk_size})
+        lap = _add_lap(phases, "read", lap)
         if features.empty:
             break
         scored = predict_frame(model, features)
         scored["source_updated_at"] = features["source_updated_at"].to_numpy()
+        lap = _add_lap(phases, "predict", lap)
         copy_binary_in(cur, scored, "score_stage", _STAGE_COLUMNS)
+        _add_lap(phases, "stage", lap)
         rows += len(features)
         after = int(features[CUSTOMER_ID].iloc[-1])
         elapsed = time.perf_counter() - chunk_started
@@ -173,6 +184,7 @@ def score_shard(cur: Any, model: Any, *, run_id: str, shard: int, model_version:
             len(features) / max(elapsed, 1e-9),
             peak_rss_mb(),
         )
+    lap = time.perf_counter()
     params = {"model_version": model_version, "run_id": run_id}
     # Writers of customer_segments take turns for the short history+upsert step, so that overlapping
     # runs each compare against the other's committed result and never log the same change twice.
@@ -180,6 +192,27 @@ def score_shard(cur: Any, model: Any, *, run_id: str, shard: int, model_version:
     cur.execute(_HISTORY_SQL, params)
     changed = cur.rowcount
     cur.execute(_UPSERT_SQL, params)
+    _add_lap(phases, "write", lap)
     seconds = time.perf_counter() - started
-    log.info("shard %d: %d rows scored, %d segment changes, %.1f s", shard, rows, changed, seconds)
-    return ShardResult(shard=shard, rows=rows, changed_segments=changed, seconds=seconds)
+    log.info(
+        "shard %d: %d rows scored, %d segment changes, %.1f s (%s)",
+        shard,
+        rows,
+        changed,
+        seconds,
+        ", ".join(f"{k} {v:.1f} s" for k, v in phases.items()),
+    )
+    return ShardResult(
+        shard=shard,
+        rows=rows,
+        changed_segments=changed,
+        seconds=seconds,
+        phases={k: round(v, 3) for k, v in phases.items()},
+    )
+
+
+def _add_lap(phases: dict[str, float], phase: str, since: float) -> float:
+    """Add the seconds since ``since`` to ``phase``; returns now."""
+    now = time.perf_counter()
+    phases[phase] += now - since
+    return now

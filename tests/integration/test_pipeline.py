@@ -44,7 +44,12 @@ def load_generated(rows: int, seed: int = 1, start_id: int = 1, labelled_share: 
 def test_migrations_are_recorded_and_idempotent(fresh_db: str) -> None:
     assert migrate(fresh_db) == []
     names = [r[0] for r in query("SELECT name FROM segmentation.schema_migrations ORDER BY version")]
-    assert names == ["001_core_tables.sql", "002_analyst_views.sql", "003_lean_segment_writes.sql"]
+    assert names == [
+        "001_core_tables.sql",
+        "002_analyst_views.sql",
+        "003_lean_segment_writes.sql",
+        "004_segment_writes_without_fk_check.sql",
+    ]
 
 
 def test_loading_upserts_by_id_and_bumps_updated_at_only_on_change(fresh_db: str) -> None:
@@ -199,3 +204,75 @@ def test_chunked_sharded_scoring_equals_scoring_in_one_piece(
         )
     direct = scoring.predict_frame(model, frame).sort_values("customer_id")
     assert [tuple(r) for r in direct.itertuples(index=False)] == chunked
+
+
+@pytest.mark.parametrize(
+    ("rows", "shard_size", "max_shards", "expected_sizes"),
+    [
+        (0, 10, 1024, []),
+        (1, 10, 1024, [1]),
+        (25, 10, 1024, [9, 8, 8]),
+        (25, 1, 4, [7, 6, 6, 6]),  # the map limit: 25 shards wanted, 4 allowed, sizes stay balanced
+    ],
+)
+def test_plan_queues_each_customer_once_in_balanced_id_ranges(
+    fresh_db: str, rows: int, shard_size: int, max_shards: int, expected_sizes: list[int]
+) -> None:
+    from segmentation import scoring
+
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute(
+            """INSERT INTO segmentation.customer_features (customer_id, source_updated_at)
+               SELECT i * 7, now() FROM generate_series(1, %s) AS i""",
+            (rows,),
+        )
+        shards = scoring.plan(cur, run_id="plan", model_version=1, shard_size=shard_size, max_shards=max_shards)
+        replanned = scoring.plan(cur, run_id="plan", model_version=1, shard_size=shard_size, max_shards=max_shards)
+        cur.execute(
+            """SELECT shard, count(*), min(customer_id), max(customer_id) FROM segmentation.score_queue
+               WHERE run_id = 'plan' GROUP BY shard ORDER BY shard"""
+        )
+        queued = cur.fetchall()
+    assert shards == replanned == list(range(len(expected_sizes)))
+    assert [q[1] for q in queued] == expected_sizes
+    assert [q[0] for q in queued] == shards
+    # Contiguous id ranges: each shard starts after the previous one ends.
+    assert all(queued[i][3] < queued[i + 1][2] for i in range(len(queued) - 1))
+
+
+def test_features_built_in_sql_equal_derive_features(fresh_db: str) -> None:
+    import numpy as np
+
+    from segmentation.db import copy_frame_out
+    from segmentation.features import derive_features
+
+    load_generated(3000, labelled_share=0.0)
+    pipeline.clean("sql-features")
+    with connect() as conn, conn.cursor() as cur:
+        # Fractional experience, ages at and below the working-age start, and gaps in either input.
+        cur.execute(
+            """UPDATE segmentation.clean_customers SET
+                   work_experience = CASE WHEN customer_id % 5 = 0 THEN (customer_id % 97) / 7.0
+                                          WHEN customer_id % 11 = 0 THEN NULL ELSE work_experience END,
+                   age = CASE WHEN customer_id % 13 = 0 THEN NULL WHEN customer_id % 17 = 0 THEN 14
+                              WHEN customer_id % 19 = 0 THEN 15 ELSE age END,
+                   spending_score = CASE WHEN customer_id % 23 = 0 THEN NULL ELSE spending_score END"""
+        )
+    assert pipeline.build_features("sql-features")["rows"] == 3000
+    assert pipeline.build_features("sql-features-again")["rows"] == 0
+
+    with connect() as conn, conn.cursor() as cur:
+        clean = copy_frame_out(cur, "SELECT * FROM segmentation.clean_customers ORDER BY customer_id")
+        built = copy_frame_out(
+            cur,
+            "SELECT customer_id, spending_rank, working_years_share FROM segmentation.customer_features "
+            "ORDER BY customer_id",
+        )
+    expected = derive_features(pipeline.typed_clean_frame(clean))
+    assert built["customer_id"].astype("int64").tolist() == expected["customer_id"].tolist()
+    assert expected["working_years_share"].isna().sum() > 300 and expected["spending_rank"].isna().sum() > 100
+    for column in ("spending_rank", "working_years_share"):
+        # The table stores real (float4): compare at that precision, NaN with NaN.
+        got = pd.to_numeric(built[column]).to_numpy(dtype="float32")
+        want = expected[column].to_numpy(dtype="float32")
+        np.testing.assert_array_equal(got, want)
