@@ -87,14 +87,11 @@ TARGETS = {"speedup": 5.0, "floor": 1.3, "increment": 0.05, "rss_mb": 600.0, "gr
 SHARD_CHILD = """
 import json, resource, sys, time
 from segmentation import pipeline
+from segmentation.scoring import peak_rss_mb
 started = time.perf_counter()
 figures = pipeline.score_shard(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
 ru_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-try:
-    with open("/proc/self/status") as status:
-        hwm = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
-except (OSError, StopIteration):
-    hwm = ru_maxrss
+hwm = peak_rss_mb()
 print(json.dumps({"rows": figures["rows"], "seconds": round(time.perf_counter() - started, 3),
                   "peak_rss_mb": round(hwm, 1), "ru_maxrss_mb": round(ru_maxrss, 1),
                   "phases": figures["phases"]}))

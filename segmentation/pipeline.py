@@ -361,15 +361,14 @@ def plan_scoring(run_id: str, *, url: str | None = None, settings: Settings | No
             raise ModelError(
                 "no champion model to score with; run `segmentation train` or the segmentation_retrain DAG"
             )
-        shards = scoring.plan(
+        shards, rows = scoring.plan(
             cur,
             run_id=run_id,
             model_version=current.version,
             shard_size=settings.shard_size,
             max_shards=settings.max_shards,
         )
-        cur.execute("SELECT count(*) FROM segmentation.score_queue WHERE run_id = %s", (run_id,))
-        figures.update(model_version=current.version, shards=len(shards), rows=int(cur.fetchone()[0]))
+        figures.update(model_version=current.version, shards=len(shards), rows=rows)
         cur.execute(
             "UPDATE segmentation.pipeline_runs SET model_version = %s WHERE run_id = %s",
             (current.version, run_id),

@@ -59,8 +59,8 @@ def shard_count(n_rows: int, shard_size: int, max_shards: int) -> int:
     return min(max_shards, math.ceil(n_rows / shard_size))
 
 
-def plan(cur: Any, *, run_id: str, model_version: int, shard_size: int, max_shards: int) -> list[int]:
-    """Queue this run's work in contiguous id ranges, one per shard; returns the shard numbers.
+def plan(cur: Any, *, run_id: str, model_version: int, shard_size: int, max_shards: int) -> tuple[list[int], int]:
+    """Queue this run's work in contiguous id ranges, one per shard; returns the shard numbers and the rows queued.
 
     One pass over the work: each customer's shard comes from its rank and the total, with the shard count
     of ``shard_count``. Re-planning the same run replaces its queue, so a retried plan task is harmless.
@@ -81,7 +81,7 @@ def plan(cur: Any, *, run_id: str, model_version: int, shard_size: int, max_shar
     n_rows = cur.rowcount
     n_shards = shard_count(n_rows, shard_size, max_shards)
     log.info("run %s: %d customers to score in %d shards", run_id, n_rows, n_shards)
-    return list(range(n_shards))
+    return list(range(n_shards)), n_rows
 
 
 def read_features(cur: Any, query: str, params: dict[str, Any]) -> pd.DataFrame:

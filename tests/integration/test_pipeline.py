@@ -226,14 +226,17 @@ def test_plan_queues_each_customer_once_in_balanced_id_ranges(
                SELECT i * 7, now() FROM generate_series(1, %s) AS i""",
             (rows,),
         )
-        shards = scoring.plan(cur, run_id="plan", model_version=1, shard_size=shard_size, max_shards=max_shards)
-        replanned = scoring.plan(cur, run_id="plan", model_version=1, shard_size=shard_size, max_shards=max_shards)
+        shards, queued_rows = scoring.plan(
+            cur, run_id="plan", model_version=1, shard_size=shard_size, max_shards=max_shards
+        )
+        replanned, _ = scoring.plan(cur, run_id="plan", model_version=1, shard_size=shard_size, max_shards=max_shards)
         cur.execute(
             """SELECT shard, count(*), min(customer_id), max(customer_id) FROM segmentation.score_queue
                WHERE run_id = 'plan' GROUP BY shard ORDER BY shard"""
         )
         queued = cur.fetchall()
     assert shards == replanned == list(range(len(expected_sizes)))
+    assert queued_rows == rows
     assert [q[1] for q in queued] == expected_sizes
     assert [q[0] for q in queued] == shards
     # Contiguous id ranges: each shard starts after the previous one ends.
