@@ -147,6 +147,8 @@ class Rescore:
     ru_maxrss_mb: float = 0.0
     shard_seconds: list[float] = field(default_factory=list)
     phases: dict[str, float] = field(default_factory=dict)
+    # Wall seconds of plan_scoring, of all shards (processes included) and of finalise.
+    steps: dict[str, float] = field(default_factory=dict)
 
 
 def log(message: str) -> None:
@@ -290,10 +292,15 @@ def _run_shard(run_id: str, shard: int, version: int) -> dict[str, Any]:
 
 def _plan_shards_finalise(run_id: str, workers: int, result: Rescore) -> None:
     """plan_scoring, every shard from a shared queue in ``workers`` subprocesses at a time, finalise."""
+    laps = Laps()
     planned = pipeline.plan_scoring(run_id)
+    laps.lap("plan")
     with ThreadPoolExecutor(max_workers=workers) as pool:
         shards = list(pool.map(lambda p: _run_shard(run_id, p["shard"], p["model_version"]), planned))
+    laps.lap("shards")
     pipeline.finalise(run_id)
+    laps.lap("finalise")
+    result.steps = laps.phases
     result.shards = len(planned)
     result.rows = sum(s["rows"] for s in shards)
     result.peak_rss_mb = max((s["peak_rss_mb"] for s in shards), default=0.0)
@@ -417,9 +424,11 @@ def _phase_note(timing: Timing) -> str:
 def _shard_note(label: str, result: Rescore) -> str:
     inner = ", ".join(f"{s:.1f}" for s in result.shard_seconds)
     phases = ", ".join(f"{k} {v:.1f} s" for k, v in result.phases.items())
+    steps = ", ".join(f"{k} {v:.2f} s" for k, v in result.steps.items())
     return (
         f"- {label}: {result.rows:,} rows in {result.shards} shard(s) ({result.rows / max(result.shards, 1):,.0f} "
-        f"per shard); seconds inside each shard process (after interpreter start and package import): {inner}; "
+        f"per shard); wall time: {steps}; "
+        f"seconds inside each shard process (after interpreter start and package import): {inner}; "
         f"summed over the shards: {phases}; max peak RSS {result.peak_rss_mb:.1f} MB "
         f"(ru_maxrss {result.ru_maxrss_mb:.1f} MB)."
     )

@@ -115,7 +115,8 @@ class ShardResult:
     rows: int
     changed_segments: int
     seconds: float
-    # Seconds per phase: read (COPY out), predict, stage (binary COPY in), write (history and upsert).
+    # Seconds per phase: read (COPY out), predict, stage (binary COPY in), wait (for the write lock),
+    # write (history and upsert).
     phases: dict[str, float]
 
 
@@ -162,7 +163,7 @@ def score_shard(cur: Any, model: Any, *, run_id: str, shard: int, model_version:
                 WHERE q.run_id = %(run_id)s AND q.shard = %(shard)s AND q.customer_id > %(after)s
                 ORDER BY q.customer_id LIMIT %(limit)s"""
     after, rows = -1, 0
-    phases = dict.fromkeys(("read", "predict", "stage", "write"), 0.0)
+    phases = dict.fromkeys(("read", "predict", "stage", "wait", "write"), 0.0)
     while True:
         chunk_started = lap = time.perf_counter()
         features = read_features(cur, query, {"run_id": run_id, "shard": shard, "after": after, "limit": chunk_size})
@@ -189,6 +190,7 @@ def score_shard(cur: Any, model: Any, *, run_id: str, shard: int, model_version:
     # Writers of customer_segments take turns for the short history+upsert step, so that overlapping
     # runs each compare against the other's committed result and never log the same change twice.
     cur.execute("SELECT pg_advisory_xact_lock(%s)", (SEGMENT_WRITE_LOCK_KEY,))
+    lap = _add_lap(phases, "wait", lap)
     cur.execute(_HISTORY_SQL, params)
     changed = cur.rowcount
     cur.execute(_UPSERT_SQL, params)

@@ -110,6 +110,16 @@ def test_nightly_run_scores_everyone_once_and_a_rerun_changes_nothing(fresh_db: 
     sums = query("SELECT min(p_a + p_b + p_c + p_d), max(p_a + p_b + p_c + p_d) FROM segmentation.customer_segments")
     assert sums[0][0] == pytest.approx(1.0) and sums[0][1] == pytest.approx(1.0)
     snapshot = query("SELECT * FROM segmentation.customer_segments ORDER BY customer_id")
+    shard_steps = query(
+        """SELECT key, value FROM segmentation.pipeline_runs, jsonb_each(steps)
+           WHERE run_id = 'night-1' AND starts_with(key, 'score_shard_') ORDER BY key"""
+    )
+    assert [key for key, _ in shard_steps] == [f"score_shard_{i}" for i in range(5)]
+    assert sum(step["rows"] for _, step in shard_steps) == 3000
+    for _, step in shard_steps:
+        assert set(step["phases"]) == {"read", "predict", "stage", "wait", "write"}
+        assert all(seconds >= 0 for seconds in step["phases"].values())
+        assert step["phases"]["predict"] > 0
 
     second = pipeline.run_nightly("night-2")
     assert second["retrain"] == {"trained": False}
