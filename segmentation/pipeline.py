@@ -407,11 +407,11 @@ def worker_identity(settings: Settings) -> str:
 
 
 def finalise(run_id: str, *, url: str | None = None) -> dict[str, Any]:
-    """Close the run: totals, data-quality figures in ``drift_metrics``, and its shard plan removed."""
+    """Close the run: totals, data-quality figures in ``drift_metrics``, and an empty work queue."""
     from segmentation.monitoring import record_run_metrics
 
     with _step(run_id, "finalise", url) as (cur, figures):
-        cur.execute("DELETE FROM segmentation.score_shards WHERE run_id = %s", (run_id,))
+        cur.execute("DELETE FROM segmentation.score_queue WHERE run_id = %s", (run_id,))
         figures.update(record_run_metrics(cur, run_id))
         cur.execute(
             """UPDATE segmentation.pipeline_runs SET status = 'success', finished_at = now()

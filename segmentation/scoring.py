@@ -14,7 +14,7 @@ import pandas as pd
 
 from segmentation.columns import CUSTOMER_ID, MODEL_INPUT_COLUMNS, PROBABILITY_COLUMNS, SEGMENTS
 from segmentation.db import copy_binary_in, copy_frame_out
-from segmentation.errors import DatabaseError, ModelError
+from segmentation.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -31,20 +31,6 @@ WHERE s.customer_id IS NULL
 """
 
 FEATURE_COLUMNS_SQL = ", ".join(f"f.{c}" for c in (CUSTOMER_ID, *MODEL_INPUT_COLUMNS, "source_updated_at"))
-# One chunk of a shard: the customers of its id range, from ``start`` on, that still need work when it runs.
-# The range is repeated on customer_segments so that both sides are index range scans.
-_SHARD_WORK_SQL = f"""
-SELECT {FEATURE_COLUMNS_SQL}
-FROM segmentation.customer_features AS f
-LEFT JOIN segmentation.customer_segments AS s
-       ON s.customer_id = f.customer_id AND s.customer_id >= %(start)s AND s.customer_id <= %(last)s
-WHERE f.customer_id >= %(start)s AND f.customer_id <= %(last)s
-  AND (s.customer_id IS NULL
-       OR s.source_updated_at IS DISTINCT FROM f.source_updated_at
-       OR s.model_version <> %(model_version)s)
-ORDER BY f.customer_id
-LIMIT %(limit)s
-"""
 NUMERIC_DTYPES = {
     "age": "float64",
     "work_experience": "float64",
@@ -74,36 +60,28 @@ def shard_count(n_rows: int, shard_size: int, max_shards: int) -> int:
 
 
 def plan(cur: Any, *, run_id: str, model_version: int, shard_size: int, max_shards: int) -> tuple[list[int], int]:
-    """Split this run's work into contiguous id ranges, one per shard; returns the shard numbers and the rows.
+    """Queue this run's work in contiguous id ranges, one per shard; returns the shard numbers and the rows queued.
 
-    One count and one ranking pass over the work, with the shard count of ``shard_count``; only the ranges are
-    written (``score_shards``), never a row per customer. Re-planning the same run replaces its ranges, so a
-    retried plan task is harmless.
+    One pass over the work: each customer's shard comes from its rank and the total, with the shard count
+    of ``shard_count``. Re-planning the same run replaces its queue, so a retried plan task is harmless.
     """
-    params = {"run_id": run_id, "model_version": model_version}
-    cur.execute("DELETE FROM segmentation.score_shards WHERE run_id = %(run_id)s", params)
-    cur.execute(f"SELECT count(*) FROM ({WORK_SQL}) AS w", params)
-    total = int(cur.fetchone()[0])
-    wanted = shard_count(total, shard_size, max_shards)
-    if wanted:
-        # Work that appears between the count and the ranking lands in the last shard (LEAST), so every
-        # customer that needs work in the ranking's snapshot is in exactly one range.
-        cur.execute(
-            f"""INSERT INTO segmentation.score_shards (run_id, shard, first_id, last_id, planned_rows)
-                SELECT %(run_id)s, shard, min(customer_id), max(customer_id), count(*)
-                FROM (SELECT w.customer_id,
-                             LEAST(%(shards)s - 1,
-                                   (row_number() OVER (ORDER BY w.customer_id) - 1) * %(shards)s / %(total)s
-                             )::integer AS shard
-                      FROM ({WORK_SQL}) AS w) AS ranked
-                GROUP BY shard
-                RETURNING shard, planned_rows""",
-            {**params, "shards": wanted, "total": total},
-        )
-    planned = sorted(cur.fetchall()) if wanted else []
-    shards, rows = [int(s) for s, _ in planned], sum(int(n) for _, n in planned)
-    log.info("run %s: %d customers to score in %d shards", run_id, rows, len(shards))
-    return shards, rows
+    cur.execute("DELETE FROM segmentation.score_queue WHERE run_id = %s", (run_id,))
+    cur.execute(
+        f"""INSERT INTO segmentation.score_queue (run_id, shard, customer_id)
+            SELECT %(run_id)s,
+                   ((ranked.rank - 1)
+                    * LEAST(%(max_shards)s, ceil(ranked.total::numeric / %(shard_size)s))::bigint
+                    / ranked.total)::integer,
+                   ranked.customer_id
+            FROM (SELECT w.customer_id, row_number() OVER (ORDER BY w.customer_id) AS rank,
+                         count(*) OVER () AS total
+                  FROM ({WORK_SQL}) AS w) AS ranked""",
+        {"run_id": run_id, "model_version": model_version, "max_shards": max_shards, "shard_size": shard_size},
+    )
+    n_rows = cur.rowcount
+    n_shards = shard_count(n_rows, shard_size, max_shards)
+    log.info("run %s: %d customers to score in %d shards", run_id, n_rows, n_shards)
+    return list(range(n_shards)), n_rows
 
 
 def read_features(cur: Any, query: str, params: dict[str, Any]) -> pd.DataFrame:
@@ -167,35 +145,28 @@ ON CONFLICT (customer_id) DO UPDATE SET
 
 
 def score_shard(cur: Any, model: Any, *, run_id: str, shard: int, model_version: int, chunk_size: int) -> ShardResult:
-    """Score the customers of one shard's id range that need work, chunk by chunk into a staging table, then
-    upsert them in the caller's transaction.
+    """Score one shard chunk by chunk into a staging table, then upsert it in the caller's transaction.
 
-    The caller commits once per shard, so a shard is written completely or not at all. A retry after a
-    failed attempt recomputes the same values; after a committed one it finds nothing left to do.
+    The caller commits once per shard, so a shard is written completely or not at all, and a
+    retried shard recomputes the same values.
     """
     started = time.perf_counter()
     cur.execute(
-        # No key on the stage: chunks read ascending, disjoint id ranges, and an index would slow the COPY.
+        # No key on the stage: the queue holds each customer once per run, and an index would slow the COPY.
         "CREATE TEMP TABLE IF NOT EXISTS score_stage (customer_id bigint, segment char(1), "
         "p_a double precision, p_b double precision, p_c double precision, p_d double precision, "
         "source_updated_at timestamptz) ON COMMIT DROP"
     )
-    cur.execute(
-        "SELECT first_id, last_id FROM segmentation.score_shards WHERE run_id = %s AND shard = %s", (run_id, shard)
-    )
-    found = cur.fetchone()
-    if found is None:
-        raise DatabaseError(f"run {run_id!r} has no planned shard {shard}; re-run its plan task")
-    start, last = found
-    rows = 0
+    query = f"""SELECT {FEATURE_COLUMNS_SQL}
+                FROM segmentation.score_queue AS q
+                JOIN segmentation.customer_features AS f USING (customer_id)
+                WHERE q.run_id = %(run_id)s AND q.shard = %(shard)s AND q.customer_id > %(after)s
+                ORDER BY q.customer_id LIMIT %(limit)s"""
+    after, rows = -1, 0
     phases = dict.fromkeys(("read", "predict", "stage", "wait", "write"), 0.0)
-    while start <= last:
+    while True:
         chunk_started = lap = time.perf_counter()
-        features = read_features(
-            cur,
-            _SHARD_WORK_SQL,
-            {"start": start, "last": last, "model_version": model_version, "limit": chunk_size},
-        )
+        features = read_features(cur, query, {"run_id": run_id, "shard": shard, "after": after, "limit": chunk_size})
         lap = _add_lap(phases, "read", lap)
         if features.empty:
             break
@@ -205,7 +176,7 @@ def score_shard(cur: Any, model: Any, *, run_id: str, shard: int, model_version:
         copy_binary_in(cur, scored, "score_stage", _STAGE_COLUMNS)
         _add_lap(phases, "stage", lap)
         rows += len(features)
-        start = int(features[CUSTOMER_ID].iloc[-1]) + 1
+        after = int(features[CUSTOMER_ID].iloc[-1])
         elapsed = time.perf_counter() - chunk_started
         log.info(
             "shard %d: chunk of %d rows at %.0f rows/s (peak RSS %.0f MB)",

@@ -11,7 +11,7 @@ from segmentation import pipeline, registry
 from segmentation.config import get_settings
 from segmentation.data import generate_customers, read_kaggle_csv
 from segmentation.db import connect, migrate
-from segmentation.errors import DatabaseError, ModelError, RejectThresholdExceeded
+from segmentation.errors import ModelError, RejectThresholdExceeded
 from segmentation.loading import load_customers, to_raw_text
 from tests.conftest import NEW_CSV, TRAIN_CSV
 
@@ -49,7 +49,6 @@ def test_migrations_are_recorded_and_idempotent(fresh_db: str) -> None:
         "002_analyst_views.sql",
         "003_lean_segment_writes.sql",
         "004_segment_writes_without_fk_check.sql",
-        "005_shard_ranges.sql",
     ]
 
 
@@ -194,10 +193,6 @@ def test_chunked_sharded_scoring_equals_scoring_in_one_piece(
 ) -> None:
     from segmentation import scoring
 
-    # Tree models predict each row on its own, so any chunking gives the same bits. A linear model's
-    # predict_proba is a BLAS matrix product whose blocking depends on the batch's row count, so its
-    # probabilities may differ in the last bit between chunk sizes; this test pins the tree family.
-    monkeypatch.setenv("SEGMENTATION_CANDIDATES", "hist_gradient_boosting")
     load_generated(2000)
     pipeline.run_nightly("chunked")  # 3 shards of up to 700 rows, chunks of 300
     columns = "customer_id, segment, p_a, p_b, p_c, p_d"
@@ -230,7 +225,7 @@ def test_chunked_sharded_scoring_equals_scoring_in_one_piece(
         (25, 1, 4, [7, 6, 6, 6]),  # the map limit: 25 shards wanted, 4 allowed, sizes stay balanced
     ],
 )
-def test_plan_splits_the_work_into_balanced_disjoint_id_ranges(
+def test_plan_queues_each_customer_once_in_balanced_id_ranges(
     fresh_db: str, rows: int, shard_size: int, max_shards: int, expected_sizes: list[int]
 ) -> None:
     from segmentation import scoring
@@ -241,46 +236,21 @@ def test_plan_splits_the_work_into_balanced_disjoint_id_ranges(
                SELECT i * 7, now() FROM generate_series(1, %s) AS i""",
             (rows,),
         )
-        shards, planned_rows = scoring.plan(
+        shards, queued_rows = scoring.plan(
             cur, run_id="plan", model_version=1, shard_size=shard_size, max_shards=max_shards
         )
         replanned, _ = scoring.plan(cur, run_id="plan", model_version=1, shard_size=shard_size, max_shards=max_shards)
         cur.execute(
-            """SELECT shard, planned_rows, first_id, last_id FROM segmentation.score_shards
-               WHERE run_id = 'plan' ORDER BY shard"""
+            """SELECT shard, count(*), min(customer_id), max(customer_id) FROM segmentation.score_queue
+               WHERE run_id = 'plan' GROUP BY shard ORDER BY shard"""
         )
-        ranges = cur.fetchall()
+        queued = cur.fetchall()
     assert shards == replanned == list(range(len(expected_sizes)))
-    assert planned_rows == rows
-    assert [r[1] for r in ranges] == expected_sizes
-    assert [r[0] for r in ranges] == shards
-    # Each customer lies in exactly one range: ranges are ordered and disjoint, and hold their planned rows.
-    ids = [i * 7 for i in range(1, rows + 1)]
-    assert all(ranges[i][3] < ranges[i + 1][2] for i in range(len(ranges) - 1))
-    assert [sum(first <= c <= last for c in ids) for _, _, first, last in ranges] == expected_sizes
-
-
-def test_a_shard_scores_only_what_still_needs_work_in_its_range(fresh_db: str, fast_training: None) -> None:
-    load_generated(600)
-    pipeline.run_nightly("first")
-    with connect() as conn, conn.cursor() as cur:
-        version = registry.champion(cur).version
-        cur.execute("SELECT customer_id FROM segmentation.customer_features ORDER BY customer_id")
-        ids = [r[0] for r in cur.fetchall()]
-        changed = {ids[0], ids[len(ids) // 2], ids[-1]}
-        cur.execute(
-            """UPDATE segmentation.customer_features SET source_updated_at = source_updated_at + interval '1 s'
-               WHERE customer_id = ANY(%s)""",
-            (sorted(changed),),
-        )
-    planned = pipeline.plan_scoring("second")
-    assert [p["shard"] for p in planned] == [0]
-    assert pipeline.score_shard("second", 0, version)["rows"] == 3
-    assert pipeline.score_shard("second", 0, version)["rows"] == 0  # a retry after the commit: nothing left
-    rescored = {r[0] for r in query("SELECT customer_id FROM segmentation.customer_segments WHERE run_id = 'second'")}
-    assert rescored == changed
-    with pytest.raises(DatabaseError, match="no planned shard 1"):
-        pipeline.score_shard("second", 1, version)
+    assert queued_rows == rows
+    assert [q[1] for q in queued] == expected_sizes
+    assert [q[0] for q in queued] == shards
+    # Contiguous id ranges: each shard starts after the previous one ends.
+    assert all(queued[i][3] < queued[i + 1][2] for i in range(len(queued) - 1))
 
 
 def test_features_built_in_sql_equal_derive_features(fresh_db: str) -> None:
