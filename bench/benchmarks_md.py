@@ -19,3 +19,10 @@ def write_section(section: str, text: str, path: Path = BENCHMARKS) -> None:
         following = old.find("\n## ", start + len(section))
         new = old[:start] + text + ("" if following < 0 else "\n" + old[following + 1 :])
     path.write_text(new, encoding="utf-8")
+
+
+def publish(section: str, text: str, *, write: bool) -> None:
+    """Print a bench's section, and with ``write`` put it into BENCHMARKS.md."""
+    print(text)
+    if write:
+        write_section(section, text)

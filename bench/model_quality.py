@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from benchmarks_md import write_section
+from benchmarks_md import publish
 from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.metrics import accuracy_score, f1_score, log_loss
 from sklearn.model_selection import RepeatedStratifiedKFold
@@ -77,11 +77,28 @@ def score(model, X_test: pd.DataFrame, y_test: np.ndarray, fit_s: float) -> dict
     }
 
 
+def features_and_labels(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """The model's input columns and the segment labels."""
+    return frame.loc[:, list(MODEL_INPUT_COLUMNS)], frame[SEGMENT].astype(str).to_numpy()
+
+
+def outer_folds(X: pd.DataFrame, y: np.ndarray, *, splits: int, repeats: int, seed: int) -> list:
+    """The RepeatedStratifiedKFold folds every model of a quality bench is scored on."""
+    return list(RepeatedStratifiedKFold(n_splits=splits, n_repeats=repeats, random_state=seed).split(X, y))
+
+
+def fit_and_score(build, X: pd.DataFrame, y: np.ndarray, train_idx, test_idx) -> dict[str, float]:
+    """Fit a freshly built model on one fold's training rows and score it on its test rows."""
+    model = build()
+    started = time.perf_counter()
+    model.fit(X.iloc[train_idx], y[train_idx])
+    return score(model, X.iloc[test_idx], y[test_idx], time.perf_counter() - started)
+
+
 def cross_validate_all(frame: pd.DataFrame, *, splits: int, repeats: int, seed: int, nested: bool) -> dict:
     """Per-fold scores of every model on the same RepeatedStratifiedKFold folds."""
-    X = frame.loc[:, list(MODEL_INPUT_COLUMNS)]
-    y = frame[SEGMENT].astype(str).to_numpy()
-    folds = list(RepeatedStratifiedKFold(n_splits=splits, n_repeats=repeats, random_state=seed).split(X, y))
+    X, y = features_and_labels(frame)
+    folds = outer_folds(X, y, splits=splits, repeats=repeats, seed=seed)
     builders = {"reference (seed GB default)": lambda: build_pipeline(GradientBoostingClassifier(random_state=seed))}
     builders.update({name: (lambda name=name: build_candidate(name, seed)) for name in CANDIDATES})
     results: dict[str, list[dict[str, float]]] = {name: [] for name in builders}
@@ -90,12 +107,8 @@ def cross_validate_all(frame: pd.DataFrame, *, splits: int, repeats: int, seed: 
     chosen: list[str] = []
     settings = get_settings()
     for number, (train_idx, test_idx) in enumerate(folds, start=1):
-        X_train, X_test, y_train, y_test = X.iloc[train_idx], X.iloc[test_idx], y[train_idx], y[test_idx]
         for name, build in builders.items():
-            model = build()
-            started = time.perf_counter()
-            model.fit(X_train, y_train)
-            results[name].append(score(model, X_test, y_test, time.perf_counter() - started))
+            results[name].append(fit_and_score(build, X, y, train_idx, test_idx))
         if nested:
             started = time.perf_counter()
             trained = train_model(
@@ -107,7 +120,9 @@ def cross_validate_all(frame: pd.DataFrame, *, splits: int, repeats: int, seed: 
                 random_state=seed,
             )
             seconds = time.perf_counter() - started
-            results["champion (nested train_model)"].append(score(trained.pipeline, X_test, y_test, seconds))
+            results["champion (nested train_model)"].append(
+                score(trained.pipeline, X.iloc[test_idx], y[test_idx], seconds)
+            )
             kept = "tuned" if trained.metrics["tuned_over_defaults"] else "default settings kept"
             chosen.append(f"{trained.model_name} ({kept}) {trained.params}")
         print(f"fold {number}/{len(folds)} done", file=sys.stderr, flush=True)
@@ -270,10 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         parts += time_training(real, args.synthetic_rows, args.seed)
     parts.append(f"\nBench wall time: {time.perf_counter() - started:.0f} s.\n")
-    text = "".join(parts)
-    print(text)
-    if args.write:
-        write_section(SECTION, text)
+    publish(SECTION, "".join(parts), write=args.write)
     return 0
 
 

@@ -53,7 +53,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from benchmarks_md import write_section
+from benchmarks_md import publish
 from threadpoolctl import threadpool_limits
 
 from segmentation import pipeline, registry
@@ -559,9 +559,7 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 if server is not None:
                     server.cleanup()
-    print(text)
-    if args.write:
-        write_section(SECTION, text)
+    publish(SECTION, text, write=args.write)
     return 0
 
 
