@@ -26,8 +26,8 @@ from benchmarks_md import publish
 from model_quality import DEFAULT_DATA, features_and_labels, fit_and_score, load_real, outer_folds
 from threadpoolctl import threadpool_limits
 
-from segmentation.features import build_pipeline
-from segmentation.training import _hist_gradient_boosting, build_candidate
+from segmentation.candidates import _hist_gradient_boosting, build_candidate
+from segmentation.preprocessing import build_pipeline
 
 SECTION = "## Booster length"
 LONG = {"learning_rate": 0.02, "max_iter": 400}

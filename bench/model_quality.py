@@ -4,7 +4,7 @@ Repeated stratified CV (default 5x2: RepeatedStratifiedKFold(n_splits=2, n_repea
 fitted and scored on the SAME outer folds. Rows:
 
 - ``reference``: the seed's model, one-hot + min-max (gaps imputed) + a default GradientBoostingClassifier.
-- one row per candidate family in segmentation.training.CANDIDATES, with its fixed default configuration.
+- one row per candidate family in segmentation.candidates.CANDIDATES, with its fixed default configuration.
 - ``champion (nested)``: the real tuning procedure (``train_model``: candidate comparison on inner CV, then
   successive-halving search) run inside each outer training fold only, then scored on the outer test fold.
 
@@ -25,6 +25,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -35,23 +36,20 @@ from sklearn.metrics import accuracy_score, f1_score, log_loss
 from sklearn.model_selection import RepeatedStratifiedKFold
 from threadpoolctl import threadpool_limits
 
+from segmentation.candidates import CANDIDATES, build_candidate
 from segmentation.columns import KAGGLE_COLUMNS, MODEL_INPUT_COLUMNS, SEGMENT
 from segmentation.config import PROJECT_ROOT, get_settings
-from segmentation.features import build_pipeline, derive_features
-from segmentation.training import (
-    CANDIDATES,
-    brier_score,
-    build_candidate,
-    calibration_errors,
-    predict_rows_per_second,
-    train_model,
-)
+from segmentation.features import derive_features
+from segmentation.metrics import brier_score, calibration_errors, predict_rows_per_second
+from segmentation.preprocessing import build_pipeline
+from segmentation.tasks import training_options
+from segmentation.training import train_model
 
 DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "customers_train.csv"
 SECTION = "## Model quality"
 FIXED_NOTE = (
     "\nHonesty note: this run used `--no-nested`, so the champion compared above is the fixed `hgb_rf_vote` "
-    "configuration in `segmentation.training.CANDIDATES`. Its settings were picked by separate 5x2 CV runs on "
+    "configuration in `segmentation.candidates.CANDIDATES`. Its settings were picked by separate 5x2 CV runs on "
     "this same file, so its advantage is optimistic; the nested run (without `--no-nested`) is the honest one.\n"
 )
 METRICS = ("accuracy", "macro_f1", "log_loss", "brier", "ece_mean", "fit_s", "predict_rows_per_s")
@@ -105,20 +103,13 @@ def cross_validate_all(frame: pd.DataFrame, *, splits: int, repeats: int, seed: 
     if nested:
         results["champion (nested train_model)"] = []
     chosen: list[str] = []
-    settings = get_settings()
+    options = replace(training_options(get_settings()), random_state=seed)
     for number, (train_idx, test_idx) in enumerate(folds, start=1):
         for name, build in builders.items():
             results[name].append(fit_and_score(build, X, y, train_idx, test_idx))
         if nested:
             started = time.perf_counter()
-            trained = train_model(
-                frame.iloc[train_idx],
-                holdout=frame.iloc[test_idx],
-                candidates=list(settings.candidates) or None,
-                cv_folds=settings.cv_folds,
-                row_cap=settings.train_row_cap,
-                random_state=seed,
-            )
+            trained = train_model(frame.iloc[train_idx], options, holdout=frame.iloc[test_idx])
             seconds = time.perf_counter() - started
             results["champion (nested train_model)"].append(
                 score(trained.pipeline, X.iloc[test_idx], y[test_idx], seconds)
@@ -190,11 +181,12 @@ def verdict(champ: pd.DataFrame, ref: pd.DataFrame) -> str:
 
 
 def time_training(real: pd.DataFrame, synthetic_rows: int, seed: int) -> list[str]:
-    """Wall time of train_model called as segmentation.pipeline.train calls it, with default settings."""
+    """Wall time of train_model called as segmentation.tasks.train calls it, with default settings."""
     from segmentation.data import generate_customers
-    from segmentation.pipeline import holdout_mask
+    from segmentation.labelled import holdout_mask
 
     settings = get_settings()
+    options = training_options(settings)
     lines = []
     for label, frame in (("real data", real), (f"{synthetic_rows:,} synthetic", None)):
         if frame is None:
@@ -204,15 +196,8 @@ def time_training(real: pd.DataFrame, synthetic_rows: int, seed: int) -> list[st
             print(f"generated {len(frame):,} rows in {time.perf_counter() - started:.0f} s", file=sys.stderr)
         is_holdout = holdout_mask(frame["customer_id"], settings.holdout_share)
         started = time.perf_counter()
-        with threadpool_limits(settings.threads):  # as segmentation.pipeline.train runs it
-            result = train_model(
-                frame.loc[~is_holdout],
-                holdout=frame.loc[is_holdout],
-                candidates=list(settings.candidates) or None,
-                cv_folds=settings.cv_folds,
-                row_cap=settings.train_row_cap,
-                random_state=settings.random_state,
-            )
+        with threadpool_limits(settings.threads):  # as segmentation.tasks.train runs it
+            result = train_model(frame.loc[~is_holdout], options, holdout=frame.loc[is_holdout])
         seconds = time.perf_counter() - started
         m = result.metrics
         lines.append(
@@ -280,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         parts.append(FIXED_NOTE)
     if args.timing:
         parts.append(
-            "\nTraining time of `train_model` as `segmentation.pipeline.train` calls it (default settings, "
+            "\nTraining time of `train_model` as `segmentation.tasks.train` calls it (default settings, "
             "`SEGMENTATION_THREADS` native threads):\n\n"
         )
         parts += time_training(real, args.synthetic_rows, args.seed)

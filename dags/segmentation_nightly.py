@@ -52,49 +52,49 @@ def segmentation_nightly() -> None:
     # Every task reads the run id from its Airflow context; XCom carries only small figures.
     @task
     def start(run_id: str | None = None) -> str:
-        from segmentation import pipeline
+        from segmentation import tasks
 
-        return pipeline.start_run(run_id, "segmentation_nightly")
+        return tasks.start_run(run_id, "segmentation_nightly")
 
     @task
     def clean(run_id: str | None = None) -> dict:
-        from segmentation import pipeline
+        from segmentation import tasks
         from segmentation.errors import DataError
 
         try:
-            return pipeline.clean(run_id)
+            return tasks.clean(run_id)
         except DataError as exc:
             raise AirflowFailException(str(exc)) from exc  # bad data or a changed schema: retrying cannot help
 
     @task
     def features(run_id: str | None = None) -> dict:
-        from segmentation import pipeline
+        from segmentation import tasks
 
-        return pipeline.build_features(run_id)
+        return tasks.build_features(run_id)
 
     @task
     def retrain_if_due(run_id: str | None = None) -> dict:
-        from segmentation import pipeline
+        from segmentation import tasks
 
-        return pipeline.retrain_if_due(run_id)
+        return tasks.retrain_if_due(run_id)
 
     @task
     def plan(run_id: str | None = None) -> list[dict]:
-        from segmentation import pipeline
+        from segmentation import tasks
 
-        return pipeline.plan_scoring(run_id)
+        return tasks.plan_scoring(run_id)
 
     @task(pool=DB_POOL_NAME)  # the pool caps concurrent shards, and so database connections
     def score(shard: int, model_version: int, run_id: str | None = None) -> dict:
-        from segmentation import pipeline
+        from segmentation import tasks
 
-        return pipeline.score_shard(run_id, shard, model_version)
+        return tasks.score_shard(run_id, shard, model_version)
 
     @task(trigger_rule=TriggerRule.NONE_FAILED)  # also runs when there was nothing to score
     def finalise(run_id: str | None = None) -> dict:
-        from segmentation import pipeline
+        from segmentation import tasks
 
-        return pipeline.finalise(run_id)
+        return tasks.finalise(run_id)
 
     shards = plan()
     start() >> clean() >> features() >> retrain_if_due() >> shards

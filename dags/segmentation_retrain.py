@@ -54,10 +54,10 @@ promotion is a successful run whose `promote` task says why. A promotion updates
 def segmentation_retrain() -> None:
     @task
     def train(run_id: str | None = None, params: dict | None = None) -> int:
-        from segmentation import pipeline
+        from segmentation import tasks
 
-        pipeline.start_run(run_id, "segmentation_retrain")
-        trained = pipeline.train(
+        tasks.start_run(run_id, "segmentation_retrain")
+        trained = tasks.train(
             run_id,
             trigger="manual",
             candidates=params["candidates"] or None,
@@ -68,10 +68,10 @@ def segmentation_retrain() -> None:
 
     @task
     def promote(version: int, run_id: str | None = None, params: dict | None = None) -> bool:
-        from segmentation import pipeline
+        from segmentation import tasks
 
-        decision = pipeline.evaluate_and_promote(run_id, version, force=params["force_promote"])
-        pipeline.finalise(run_id)
+        decision = tasks.evaluate_and_promote(run_id, version, force=params["force_promote"])
+        tasks.finalise(run_id)
         return decision["promoted"]
 
     @task.short_circuit

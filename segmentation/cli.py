@@ -20,12 +20,15 @@ def _emit(payload: Any) -> None:
 
 
 def cmd_init_db(args: argparse.Namespace) -> None:
-    from segmentation.db import apply_roles, migrate, redact, resolve_database_url
+    from segmentation.config import get_settings
+    from segmentation.db import redact, resolve_database_url
+    from segmentation.migrations import apply_roles, migrate
 
-    url = resolve_database_url()
-    applied = migrate(url)
+    settings = get_settings()
+    url = resolve_database_url(settings)
+    applied = migrate(url, settings.sql_dir)
     if args.roles:
-        apply_roles(url)
+        apply_roles(url, settings.sql_dir)
     _emit({"database": redact(url), "applied": applied, "roles": bool(args.roles)})
 
 
@@ -41,7 +44,7 @@ def cmd_db_url(args: argparse.Namespace) -> None:
 def cmd_load_csv(args: argparse.Namespace) -> None:
     from segmentation.data import read_kaggle_csv
     from segmentation.loading import load_customers
-    from segmentation.pipeline import new_run_id
+    from segmentation.tasks import new_run_id
 
     raw = read_kaggle_csv(args.path)
     _emit(load_customers(raw, run_id=new_run_id("load")).as_dict())
@@ -50,7 +53,7 @@ def cmd_load_csv(args: argparse.Namespace) -> None:
 def cmd_generate(args: argparse.Namespace) -> None:
     from segmentation.data import generate_customers, write_kaggle_csv
     from segmentation.loading import load_customers, to_raw_text
-    from segmentation.pipeline import new_run_id
+    from segmentation.tasks import new_run_id
 
     frame = generate_customers(args.rows, labelled_share=args.labelled_share, seed=args.seed, start_id=args.start_id)
     if args.out:
@@ -61,24 +64,24 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 
 def cmd_clean(args: argparse.Namespace) -> None:
-    from segmentation import pipeline
+    from segmentation import tasks
 
-    run_id = pipeline.start_run(args.run_id or pipeline.new_run_id())
-    _emit(pipeline.clean(run_id))
+    run_id = tasks.start_run(args.run_id or tasks.new_run_id())
+    _emit(tasks.clean(run_id))
 
 
 def cmd_features(args: argparse.Namespace) -> None:
-    from segmentation import pipeline
+    from segmentation import tasks
 
-    run_id = pipeline.start_run(args.run_id or pipeline.new_run_id())
-    _emit(pipeline.build_features(run_id))
+    run_id = tasks.start_run(args.run_id or tasks.new_run_id())
+    _emit(tasks.build_features(run_id))
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from segmentation import pipeline
+    from segmentation import tasks
 
-    run_id = pipeline.start_run(args.run_id or pipeline.new_run_id("train"))
-    trained = pipeline.train(
+    run_id = tasks.start_run(args.run_id or tasks.new_run_id("train"))
+    trained = tasks.train(
         run_id,
         trigger="manual",
         candidates=args.candidates.split(",") if args.candidates else None,
@@ -88,22 +91,22 @@ def cmd_train(args: argparse.Namespace) -> None:
     decision = (
         {"promoted": False, "reason": "--no-promote"}
         if args.no_promote
-        else pipeline.evaluate_and_promote(run_id, trained["version"], force=args.force_promote)
+        else tasks.evaluate_and_promote(run_id, trained["version"], force=args.force_promote)
     )
     _emit({"train": trained, "promotion": decision})
 
 
 def cmd_score(args: argparse.Namespace) -> None:
-    from segmentation import pipeline
+    from segmentation import tasks
 
-    run_id = pipeline.start_run(args.run_id or pipeline.new_run_id())
-    _emit(pipeline.score_all(run_id, progress=_shard_progress) | {"finalise": pipeline.finalise(run_id)})
+    run_id = tasks.start_run(args.run_id or tasks.new_run_id())
+    _emit(tasks.score_all(run_id, progress=_shard_progress) | {"finalise": tasks.finalise(run_id)})
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from segmentation import pipeline
+    from segmentation import tasks
 
-    _emit(pipeline.run_nightly(args.run_id, progress=_shard_progress))
+    _emit(tasks.run_nightly(args.run_id, progress=_shard_progress))
 
 
 def _shard_progress(shards: list[dict[str, int]]) -> Iterable[dict[str, int]]:
@@ -115,10 +118,11 @@ def _shard_progress(shards: list[dict[str, int]]) -> Iterable[dict[str, int]]:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
+    from segmentation.config import get_settings
     from segmentation.predict import predict_one
 
     values = {c: getattr(args, c) for c in ATTRIBUTE_COLUMNS}
-    _emit(predict_one(values))
+    _emit(predict_one(values, cache_dir=get_settings().model_cache_dir))
 
 
 def cmd_report(args: argparse.Namespace) -> None:

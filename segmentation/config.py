@@ -11,6 +11,7 @@ from typing import TypeVar
 from segmentation.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SQL_DIR = PROJECT_ROOT / "sql"
 ENV_PREFIX = "SEGMENTATION_"
 
 
@@ -83,6 +84,11 @@ class Settings:
     # Recorded with each scored shard; the host name unless several workers share a host.
     worker_name: str = ""
 
+    @property
+    def model_cache_dir(self) -> Path:
+        """Verified model artifacts cached by sha256 on this worker."""
+        return self.data_dir / "model-cache"
+
 
 def get_settings() -> Settings:
     """Read every setting from ``SEGMENTATION_*`` environment variables, with safe defaults."""
@@ -93,7 +99,7 @@ def get_settings() -> Settings:
         airflow_conn_id=_env("AIRFLOW_CONN_ID", "segmentation_db"),
         data_dir=data_dir,
         models_dir=Path(_env("MODELS_DIR", str(PROJECT_ROOT / "models"))).expanduser().resolve(),
-        sql_dir=Path(_env("SQL_DIR", str(PROJECT_ROOT / "sql"))).expanduser().resolve(),
+        sql_dir=Path(_env("SQL_DIR", str(DEFAULT_SQL_DIR))).expanduser().resolve(),
         reject_threshold=_number("REJECT_THRESHOLD", 0.20, 0.0, 1.0),
         shard_size=_number("SHARD_SIZE", 200_000, 1, 100_000_000),
         chunk_size=_number("CHUNK_SIZE", 20_000, 1, 10_000_000),

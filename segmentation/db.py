@@ -1,15 +1,13 @@
-"""Database access: URL resolution, the embedded server, migrations, COPY helpers and locks."""
+"""Where the customer database is and how to reach it: URL resolution, connections and the embedded server."""
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import logging
 import os
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -20,7 +18,6 @@ from segmentation.config import Settings, get_settings
 from segmentation.errors import ConfigError, DatabaseError
 
 if TYPE_CHECKING:
-    import pandas as pd
     from sqlalchemy.engine import Engine
 
 log = logging.getLogger(__name__)
@@ -28,9 +25,6 @@ log = logging.getLogger(__name__)
 SCHEMA = "segmentation"
 EMBEDDED_DATABASE = "segmentation"
 IDENTIFIER_PATTERN = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-MIGRATION_PATTERN = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
-# Serialises migrations (and other one-at-a-time jobs) across processes.
-MIGRATION_LOCK_KEY = 7_210_001
 
 
 def require_local(url: str, name: str) -> str:
@@ -191,178 +185,6 @@ def connect(url: str | None = None) -> Iterator[Any]:
         raise
     finally:
         conn.close()
-
-
-def copy_frame_out(cur: Any, query: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
-    """Run ``query`` through ``COPY (...) TO STDOUT`` and read the CSV into a DataFrame of strings."""
-    import pandas as pd
-
-    statement = cur.mogrify(query, params).decode() if params else query
-    buffer = io.BytesIO()
-    cur.copy_expert(f"COPY ({statement}) TO STDOUT WITH (FORMAT csv, HEADER true)", buffer)
-    buffer.seek(0)
-    return pd.read_csv(buffer, dtype=str, keep_default_na=False, na_values=[""])
-
-
-def copy_frame_in(cur: Any, frame: pd.DataFrame, table: str, columns: Sequence[str]) -> int:
-    """COPY ``frame[columns]`` into ``table``; missing values become NULL. Returns the row count."""
-    if frame.empty:
-        return 0
-    buffer = io.StringIO()
-    frame.loc[:, list(columns)].to_csv(buffer, index=False, header=False, na_rep="\\N")
-    buffer.seek(0)
-    column_list = ", ".join(columns)
-    cur.copy_expert(f"COPY {table} ({column_list}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", buffer)
-    return len(frame)
-
-
-# PostgreSQL binary COPY: a signature, flags and a header-extension length, then rows, then -1.
-_PGCOPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
-_PGCOPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
-# PostgreSQL type (as format_type() spells it) -> big-endian numpy type of its binary COPY form.
-_BINARY_NUMBERS: dict[str, str] = {
-    "bigint": ">i8",
-    "integer": ">i4",
-    "smallint": ">i2",
-    "double precision": ">f8",
-    "real": ">f4",
-}
-_BINARY_TEXT = ("text", "character varying", "character")
-BINARY_COPY_TYPES: tuple[str, ...] = (*_BINARY_NUMBERS, "timestamp with time zone", *_BINARY_TEXT)
-_PG_EPOCH = "2000-01-01T00:00:00"
-
-
-def _binary_column(values: pd.Series, pg_type: str) -> tuple[Any, Any, Any]:
-    """(null mask, big-endian values, byte length per row) of one column for binary COPY."""
-    import numpy as np
-    import pandas as pd
-
-    null = values.isna().to_numpy()
-    base = pg_type.split("(")[0]
-    if base in _BINARY_NUMBERS:
-        kind = np.dtype(_BINARY_NUMBERS[base])
-        if kind.kind == "i":
-            data = pd.array(values, dtype="Int64").to_numpy(dtype="int64", na_value=0)
-        else:
-            data = values.to_numpy(dtype="float64", na_value=0.0)
-        return null, data.astype(kind), np.full(len(values), kind.itemsize)
-    if base == "timestamp with time zone":
-        stamps = pd.to_datetime(values, utc=True).dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
-        micros = (stamps - np.datetime64(_PG_EPOCH, "us")).astype("int64")
-        return null, np.where(null, 0, micros).astype(">i8"), np.full(len(values), 8)
-    if base in _BINARY_TEXT:
-        encoded = values.where(~null, "").astype(str).str.encode("utf-8")
-        return null, encoded.to_numpy(), encoded.str.len().to_numpy()
-    raise ValueError(f"binary COPY of type {pg_type!r} is not supported; allowed: {list(BINARY_COPY_TYPES)}")
-
-
-def binary_copy_payload(frame: pd.DataFrame, types: dict[str, str]) -> bytes:
-    """Encode ``frame[types]`` as a PostgreSQL binary COPY stream, without any text formatting.
-
-    ``types`` maps column names to PostgreSQL types (BINARY_COPY_TYPES). Missing values (None, NaN, NaT)
-    become NULL. Rows are grouped by their NULL pattern and text lengths, so that each group is one
-    fixed-layout numpy record array; the stream therefore does not keep the frame's row order.
-    """
-    import numpy as np
-    import pandas as pd
-
-    names = list(types)
-    encoded = {name: _binary_column(frame[name], types[name]) for name in names}
-    keys = pd.DataFrame({i: np.where(encoded[n][0], -1, encoded[n][2]) for i, n in enumerate(names)})
-    parts = [_PGCOPY_HEADER]
-    for key, rows in keys.groupby(list(keys.columns), sort=False).indices.items():
-        lengths = key if isinstance(key, tuple) else (key,)
-        layout = [("fields", ">i2")]
-        for i, (name, length) in enumerate(zip(names, lengths, strict=True)):
-            layout.append((f"len{i}", ">i4"))
-            if length >= 0:
-                values = encoded[name][1]
-                layout.append((f"val{i}", f"S{length}" if values.dtype == object else values.dtype.str))
-        records = np.zeros(len(rows), dtype=np.dtype(layout))
-        records["fields"] = len(names)
-        for i, (name, length) in enumerate(zip(names, lengths, strict=True)):
-            records[f"len{i}"] = length
-            if length >= 0:
-                records[f"val{i}"] = encoded[name][1][rows]
-        parts.append(records.tobytes())
-    parts.append(_PGCOPY_TRAILER)
-    return b"".join(parts)
-
-
-def column_types(cur: Any, table: str, columns: Sequence[str]) -> dict[str, str]:
-    """The PostgreSQL types of ``columns`` of ``table`` (a temp table too), read from the catalog."""
-    cur.execute(
-        """SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
-           WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped""",
-        (table,),
-    )
-    found = dict(cur.fetchall())
-    missing = [c for c in columns if c not in found]
-    if missing:
-        raise DatabaseError(f"table {table} has no columns {missing}")
-    return {c: found[c] for c in columns}
-
-
-def copy_binary_in(cur: Any, frame: pd.DataFrame, table: str, columns: Sequence[str]) -> int:
-    """Binary COPY ``frame[columns]`` into ``table``, typed from the catalog; returns the row count."""
-    if frame.empty:
-        return 0
-    payload = binary_copy_payload(frame, column_types(cur, table, columns))
-    cur.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT binary)", io.BytesIO(payload))
-    return len(frame)
-
-
-def migration_files(sql_dir: Path) -> list[Path]:
-    """The numbered migrations in ``sql_dir``, in order; refuses malformed or duplicate numbers."""
-    if not sql_dir.is_dir():
-        raise ConfigError(f"SQL directory {sql_dir} does not exist; set SEGMENTATION_SQL_DIR")
-    files = sorted(p for p in sql_dir.glob("*.sql") if MIGRATION_PATTERN.match(p.name))
-    numbers = [p.name[:3] for p in files]
-    duplicates = sorted({n for n in numbers if numbers.count(n) > 1})
-    if duplicates:
-        raise ConfigError(f"duplicate migration numbers {duplicates} in {sql_dir}; each NNN must be unique")
-    return files
-
-
-def migrate(url: str | None = None, sql_dir: Path | None = None) -> list[str]:
-    """Apply every migration not yet recorded, in order, in one transaction (all or nothing)."""
-    sql_dir = sql_dir or get_settings().sql_dir
-    applied: list[str] = []
-    with connect(url) as conn, conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
-        cur.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-        cur.execute(
-            f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_migrations (
-                   version text PRIMARY KEY, name text NOT NULL, sha256 char(64) NOT NULL,
-                   applied_at timestamptz NOT NULL DEFAULT now())"""
-        )
-        cur.execute(f"SELECT version FROM {SCHEMA}.schema_migrations")
-        done = {row[0] for row in cur.fetchall()}
-        for path in migration_files(sql_dir):
-            version = path.name[:3]
-            if version in done:
-                continue
-            text = path.read_text()
-            try:
-                cur.execute(text)
-            except Exception as exc:
-                raise DatabaseError(f"migration {path.name} failed, nothing applied: {exc}") from exc
-            cur.execute(
-                f"INSERT INTO {SCHEMA}.schema_migrations (version, name, sha256) VALUES (%s, %s, %s)",
-                (version, path.name, hashlib.sha256(text.encode()).hexdigest()),
-            )
-            applied.append(path.name)
-            log.info("applied migration %s", path.name)
-    return applied
-
-
-def apply_roles(url: str | None = None, sql_dir: Path | None = None) -> None:
-    """Create the pipeline and analyst roles and grant their privileges (``sql/roles.sql``, idempotent)."""
-    sql_dir = sql_dir or get_settings().sql_dir
-    with connect(url) as conn, conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
-        cur.execute((sql_dir / "roles.sql").read_text())
-    log.info("applied roles.sql")
 
 
 def sibling_database_url(database: str, settings: Settings | None = None) -> str:

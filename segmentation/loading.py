@@ -10,7 +10,8 @@ import pandas as pd
 
 from segmentation.cleaning import raw_json
 from segmentation.columns import ATTRIBUTE_COLUMNS, CUSTOMER_ID, SEGMENT, SEGMENTS
-from segmentation.db import connect, copy_frame_in
+from segmentation.db import connect
+from segmentation.pgcopy import copy_frame_in
 
 log = logging.getLogger(__name__)
 

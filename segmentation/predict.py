@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -18,7 +19,7 @@ from segmentation.scoring import predict_frame
 log = logging.getLogger(__name__)
 
 
-def predict_one(values: dict[str, Any], *, url: str | None = None) -> dict[str, Any]:
+def predict_one(values: dict[str, Any], *, url: str | None = None, cache_dir: Path | None = None) -> dict[str, Any]:
     """Validate one customer's attributes, score them with the champion and describe the segment."""
     raw = pd.DataFrame([{CUSTOMER_ID: "0", **{c: values.get(c) for c in ATTRIBUTE_COLUMNS}}])
     checked = validate(raw)
@@ -29,7 +30,7 @@ def predict_one(values: dict[str, Any], *, url: str | None = None) -> dict[str, 
         current = registry.champion(cur)
         if current is None:
             raise ModelError("no champion model yet; run `segmentation train` first")
-        model = registry.load_model(cur, current.version)
+        model = registry.load_model(cur, current.version, cache_dir)
         cur.execute("SELECT profiles FROM segmentation.model_versions WHERE version = %s", (current.version,))
         profiles = cur.fetchone()[0] or {}
     features = derive_features(checked.clean.astype({"age": "float64"}))

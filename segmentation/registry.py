@@ -12,13 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from segmentation.config import PROJECT_ROOT, get_settings
+from segmentation import locks
+from segmentation.config import PROJECT_ROOT
 from segmentation.errors import ModelError
 
 log = logging.getLogger(__name__)
-
-# One promotion at a time, across processes.
-PROMOTION_LOCK_KEY = 7_210_002
 
 
 @dataclass(frozen=True)
@@ -111,11 +109,10 @@ def register(
     return version
 
 
-def export_artifact(version: int, model: Any, metadata: dict[str, Any], models_dir: Path | None = None) -> Path:
-    """Write a copy of the artifact and its metadata to ``models/`` for people; workers use the database."""
+def export_artifact(version: int, model: Any, metadata: dict[str, Any], models_dir: Path) -> Path:
+    """Write a copy of the artifact and its metadata to ``models_dir`` for people; workers use the database."""
     import joblib
 
-    models_dir = models_dir or get_settings().models_dir
     models_dir.mkdir(parents=True, exist_ok=True)
     path = models_dir / f"segmentation-v{version}.joblib"
     joblib.dump(model, path, compress=3)
@@ -161,25 +158,28 @@ def list_versions(cur: Any) -> list[dict[str, Any]]:
     return [dict(zip(keys, row, strict=True)) for row in cur.fetchall()]
 
 
-def _cache_path(sha: str) -> Path:
-    return get_settings().data_dir / "model-cache" / f"{sha}.joblib"
+def _artifact(cur: Any, version: int) -> bytes:
+    cur.execute("SELECT artifact FROM segmentation.model_versions WHERE version = %s", (version,))
+    return bytes(cur.fetchone()[0])
 
 
-def load_model(cur: Any, version: int) -> Any:
+def load_model(cur: Any, version: int, cache_dir: Path | None = None) -> Any:
     """Load a version's fitted pipeline from the database, verifying its sha256.
 
-    A verified local copy keyed by sha256 saves the download on later tasks of the same worker.
+    With ``cache_dir``, a verified local copy keyed by sha256 saves the download on later tasks of the same
+    worker.
     """
     meta = get_version(cur, version)
-    cached = _cache_path(meta.sha256.strip())
+    if cache_dir is None:
+        return deserialise(_artifact(cur, version), meta.sha256, version)
+    cached = cache_dir / f"{meta.sha256.strip()}.joblib"
     if cached.exists():
         try:
             return deserialise(cached.read_bytes(), meta.sha256, version)
         except ModelError:
             log.warning("cached artifact %s is corrupt; loading from the database", cached)
             cached.unlink(missing_ok=True)
-    cur.execute("SELECT artifact FROM segmentation.model_versions WHERE version = %s", (version,))
-    data = bytes(cur.fetchone()[0])
+    data = _artifact(cur, version)
     model = deserialise(data, meta.sha256, version)
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
@@ -193,7 +193,7 @@ def load_model(cur: Any, version: int) -> Any:
 
 def promote(cur: Any, version: int, *, reason: str, forced: bool = False) -> None:
     """Make ``version`` the champion and retire the previous one, atomically in the caller's transaction."""
-    cur.execute("SELECT pg_advisory_xact_lock(%s)", (PROMOTION_LOCK_KEY,))
+    locks.xact_lock(cur, locks.PROMOTION)
     target = get_version(cur, version)
     if target.status == "champion":
         log.info("model version %d is already the champion", version)

@@ -12,13 +12,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from segmentation import locks
 from segmentation.columns import CUSTOMER_ID, MODEL_INPUT_COLUMNS, PROBABILITY_COLUMNS, SEGMENTS
-from segmentation.db import copy_binary_in, copy_frame_out
 from segmentation.errors import ModelError
+from segmentation.pgcopy import copy_binary_in, copy_frame_out
 
 log = logging.getLogger(__name__)
-
-SEGMENT_WRITE_LOCK_KEY = 7_210_003
 
 # Customers to score: never scored, changed since their score, or scored by another model.
 WORK_SQL = """
@@ -144,8 +143,11 @@ ON CONFLICT (customer_id) DO UPDATE SET
 """
 
 
-def score_shard(cur: Any, model: Any, *, run_id: str, shard: int, model_version: int, chunk_size: int) -> ShardResult:
-    """Score one shard chunk by chunk into a staging table, then upsert it in the caller's transaction.
+def score_queued(
+    cur: Any, model: Any, *, run_id: str, shard: int, model_version: int, chunk_size: int
+) -> ShardResult:
+    """Score the customers queued for one shard, chunk by chunk into a staging table, then upsert them in the
+    caller's transaction.
 
     The caller commits once per shard, so a shard is written completely or not at all, and a
     retried shard recomputes the same values.
@@ -189,7 +191,7 @@ def score_shard(cur: Any, model: Any, *, run_id: str, shard: int, model_version:
     params = {"model_version": model_version, "run_id": run_id}
     # Writers of customer_segments take turns for the short history+upsert step, so that overlapping
     # runs each compare against the other's committed result and never log the same change twice.
-    cur.execute("SELECT pg_advisory_xact_lock(%s)", (SEGMENT_WRITE_LOCK_KEY,))
+    locks.xact_lock(cur, locks.SEGMENT_WRITE)
     lap = _add_lap(phases, "wait", lap)
     cur.execute(_HISTORY_SQL, params)
     changed = cur.rowcount

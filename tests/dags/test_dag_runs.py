@@ -13,7 +13,7 @@ import pytest
 from segmentation.data import generate_customers, read_kaggle_csv
 from segmentation.loading import load_customers, to_raw_text
 from tests.conftest import NEW_CSV
-from tests.integration.test_pipeline import query, scalar
+from tests.helpers import query, scalar
 
 pytestmark = [pytest.mark.airflow, pytest.mark.db]
 
@@ -67,11 +67,16 @@ def snapshot() -> dict[str, object]:
     }
 
 
-def test_nightly_dag_end_to_end(airflow_db, dagbag, fresh_db: str, small_and_fast: None) -> None:
+@pytest.fixture
+def first_night(airflow_db, dagbag, fresh_db: str, small_and_fast: None) -> tuple[object, dict[int, str]]:
+    """Customers with planted bad rows, and the first nightly run over them."""
     load_customers(to_raw_text(generate_customers(N_CUSTOMERS, labelled_share=0.5, seed=2)), run_id="seed")
     planted = plant_bad_rows()
+    return run(dagbag, "segmentation_nightly", 1), planted
 
-    first = run(dagbag, "segmentation_nightly", 1)
+
+def test_nightly_dag_end_to_end(dagbag, first_night) -> None:
+    first, planted = first_night
     assert first.state == "success"
     scored = dict(query("SELECT customer_id, count(*) FROM segmentation.customer_segments GROUP BY customer_id"))
     assert set(scored) == set(range(1, N_CUSTOMERS + 1))
@@ -88,17 +93,21 @@ def test_nightly_dag_end_to_end(airflow_db, dagbag, fresh_db: str, small_and_fas
     assert second.state == "success"
     assert snapshot() == before
 
+
+@pytest.mark.realdata
+def test_nightly_dag_rescores_exactly_a_new_real_batch(dagbag, first_night) -> None:
     if not NEW_CSV.exists():
-        pytest.skip("../shared/data/customers_new.csv is not present; the rescore check needs it")
+        pytest.skip("../shared/data/customers_new.csv is not present on this machine")
+    assert first_night[0].state == "success"
     stamps = dict(query("SELECT customer_id, updated_at FROM segmentation.customers"))
     load_customers(read_kaggle_csv(NEW_CSV), run_id="new-batch")
     changed = {
         c for c, ts in query("SELECT customer_id, updated_at FROM segmentation.customers") if stamps.get(c) != ts
     }
-    third = run(dagbag, "segmentation_nightly", 3)
-    assert third.state == "success"
+    later = run(dagbag, "segmentation_nightly", 3)
+    assert later.state == "success"
     rescored = {
-        r[0] for r in query("SELECT customer_id FROM segmentation.customer_segments WHERE run_id = %s", (third.run_id,))
+        r[0] for r in query("SELECT customer_id FROM segmentation.customer_segments WHERE run_id = %s", (later.run_id,))
     }
     assert rescored == changed
     assert len(rescored) == len(pd.read_csv(NEW_CSV, usecols=["ID"]))

@@ -19,7 +19,7 @@ import psycopg2
 import pytest
 from sqlalchemy.engine import make_url
 
-from segmentation import pipeline
+from segmentation import tasks
 from segmentation.config import DB_POOL_NAME
 from segmentation.data import generate_customers
 from segmentation.loading import load_customers, to_raw_text
@@ -57,9 +57,9 @@ def twin_databases(fresh_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[t
     monkeypatch.setenv("SEGMENTATION_CANDIDATES", "logistic_regression")
     monkeypatch.setenv("SEGMENTATION_CV_FOLDS", "2")
     load_customers(to_raw_text(generate_customers(N_CUSTOMERS, labelled_share=0.5, seed=11)), run_id="seed")
-    pipeline.clean("prepare")
-    pipeline.build_features("prepare")
-    assert pipeline.retrain_if_due("prepare")["promoted"]
+    tasks.clean("prepare")
+    tasks.build_features("prepare")
+    assert tasks.retrain_if_due("prepare")["promoted"]
     twin_name = f"seg_twin_{uuid.uuid4().hex[:10]}"
     source = make_url(fresh_db).database
     conn = psycopg2.connect(admin_url())

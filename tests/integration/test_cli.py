@@ -7,7 +7,7 @@ import json
 import pytest
 
 from segmentation.cli import main
-from tests.integration.test_pipeline import scalar
+from tests.helpers import scalar
 
 pytestmark = pytest.mark.db
 

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from segmentation.db import binary_copy_payload, connect, copy_binary_in
+from segmentation.db import connect
+from segmentation.pgcopy import binary_copy_payload, copy_binary_in
 
 pytestmark = pytest.mark.db
 

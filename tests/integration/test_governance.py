@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from segmentation import pipeline, registry
+from segmentation import registry, tasks
 from segmentation.db import connect
 from segmentation.errors import ModelError
-from tests.integration.test_pipeline import load_generated, query, scalar
+from tests.helpers import load_generated, query, scalar
 
 pytestmark = pytest.mark.db
 
@@ -18,7 +18,7 @@ def trained_night(fresh_db: str, monkeypatch: pytest.MonkeyPatch) -> int:
     monkeypatch.setenv("SEGMENTATION_CANDIDATES", "logistic_regression")
     monkeypatch.setenv("SEGMENTATION_CV_FOLDS", "2")
     load_generated(2500, labelled_share=0.6)
-    pipeline.run_nightly("night-1")
+    tasks.run_nightly("night-1")
     return int(scalar("SELECT version FROM segmentation.model_versions WHERE status = 'champion'"))
 
 
@@ -28,8 +28,8 @@ def champion() -> int:
 
 def test_gate_refuses_a_challenger_below_the_margin(trained_night: int, monkeypatch) -> None:
     monkeypatch.setenv("SEGMENTATION_PROMOTION_MARGIN", "0.2")
-    challenger = pipeline.train("retrain-1", trigger="manual")["version"]
-    decision = pipeline.evaluate_and_promote("retrain-1", challenger)
+    challenger = tasks.train("retrain-1", trigger="manual")["version"]
+    decision = tasks.evaluate_and_promote("retrain-1", challenger)
     assert decision["promoted"] is False and "margin +0.2000" in decision["reason"]
     assert champion() == trained_night
     status, notes = query("SELECT status, notes FROM segmentation.model_versions WHERE version = %s", (challenger,))[0]
@@ -37,32 +37,32 @@ def test_gate_refuses_a_challenger_below_the_margin(trained_night: int, monkeypa
 
 
 def test_gate_promotes_a_challenger_that_clears_the_margin(trained_night: int, monkeypatch) -> None:
-    monkeypatch.setenv("SEGMENTATION_PROMOTION_MARGIN", "-1")  # any challenger clears a margin of -100 points
+    # On these generated customers (fixed seed), the booster beats the logistic regression champion on both
+    # macro-F1 and log loss, so a margin of -100 points and the log-loss tolerance both let it through.
+    monkeypatch.setenv("SEGMENTATION_PROMOTION_MARGIN", "-1")
     monkeypatch.setenv("SEGMENTATION_CANDIDATES", "hist_gradient_boosting")
-    challenger = pipeline.train("retrain-2", trigger="manual")["version"]
-    decision = pipeline.evaluate_and_promote("retrain-2", challenger)
+    challenger = tasks.train("retrain-2", trigger="manual")["version"]
+    decision = tasks.evaluate_and_promote("retrain-2", challenger)
     # The same holdout customers were scored by both models.
     assert decision["champion"]["version"] == trained_night
-    if decision["promoted"]:
-        assert champion() == challenger
-        assert (
-            scalar("SELECT status FROM segmentation.model_versions WHERE version = %s", (trained_night,)) == "retired"
-        )
-    else:  # only a much worse log loss may stop it
-        assert decision["challenger"]["log_loss"] > decision["champion"]["log_loss"] + pipeline.LOG_LOSS_TOLERANCE
+    assert decision["challenger"]["log_loss"] < decision["champion"]["log_loss"]
+    assert decision["promoted"] is True and decision["forced"] is False
+    assert champion() == challenger
+    assert scalar("SELECT status FROM segmentation.model_versions WHERE version = %s", (trained_night,)) == "retired"
 
 
 def test_force_promotion_is_recorded_and_rollback_restores_the_old_champion(trained_night: int, monkeypatch) -> None:
     monkeypatch.setenv("SEGMENTATION_PROMOTION_MARGIN", "0.5")
-    challenger = pipeline.train("retrain-3", trigger="manual")["version"]
-    decision = pipeline.evaluate_and_promote("retrain-3", challenger, force=True)
-    assert decision["promoted"] is True and decision["reason"].startswith("force_promote overrode the gate")
+    challenger = tasks.train("retrain-3", trigger="manual")["version"]
+    decision = tasks.evaluate_and_promote("retrain-3", challenger, force=True)
+    assert decision["promoted"] is True and decision["forced"] is True
+    assert decision["reason"].startswith("force_promote overrode the gate")
     assert champion() == challenger
     assert scalar("SELECT notes FROM segmentation.model_versions WHERE version = %s", (challenger,)).startswith(
         "forced: "
     )
     # A new champion means a full rescore, spread over shards.
-    rescored = pipeline.score_all("rescore-1")
+    rescored = tasks.score_all("rescore-1")
     assert rescored["rows"] == scalar("SELECT count(*) FROM segmentation.customer_features")
 
     with connect() as conn, conn.cursor() as cur:
@@ -87,7 +87,7 @@ def test_registry_records_fingerprint_code_version_and_trigger(trained_night: in
 
 
 def test_input_drift_triggers_a_retrain(trained_night: int) -> None:
-    assert pipeline.retrain_if_due("night-2") == {"trained": False}
+    assert tasks.retrain_if_due("night-2") == {"trained": False}
     psi = dict(
         query("SELECT subject, value FROM segmentation.drift_metrics WHERE run_id = 'night-2' AND metric = 'psi'")
     )
@@ -95,9 +95,9 @@ def test_input_drift_triggers_a_retrain(trained_night: int) -> None:
 
     with connect() as conn, conn.cursor() as cur:  # the customer base shifts: everyone is now a lawyer
         cur.execute("UPDATE segmentation.customers SET profession = 'Lawyer', updated_at = now()")
-    pipeline.clean("night-3")
-    pipeline.build_features("night-3")
-    result = pipeline.retrain_if_due("night-3")
+    tasks.clean("night-3")
+    tasks.build_features("night-3")
+    result = tasks.retrain_if_due("night-3")
     assert result["trained"] is True and result["trigger"] == "drift"
     assert "PSI of profession" in result["reason"]
     assert scalar("SELECT trigger FROM segmentation.model_versions WHERE version = %s", (result["version"],)) == "drift"

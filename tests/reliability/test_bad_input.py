@@ -9,12 +9,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from segmentation import pipeline
+from segmentation import tasks
 from segmentation.cleaning import validate
 from segmentation.data import generate_customers, read_kaggle_csv, write_kaggle_csv
 from segmentation.errors import DataError, RejectThresholdExceeded
 from segmentation.loading import load_customers, prepare_load, to_raw_text
-from tests.integration.test_pipeline import query, scalar
+from tests.helpers import query, scalar
 
 pytestmark = pytest.mark.db
 
@@ -50,7 +50,7 @@ def _planted_batch() -> tuple[dict[int, list[str] | None], object]:
 def test_each_kind_of_bad_input_is_quarantined_or_normalised(fresh_db: str) -> None:
     expected, rows = _planted_batch()
     load_customers(rows, run_id="planted")
-    figures = pipeline.clean("planted")
+    figures = tasks.clean("planted")
     rejects = dict(query("SELECT customer_id, reasons FROM segmentation.customer_rejects"))
     for customer_id, reasons in expected.items():
         if reasons is None:
@@ -83,16 +83,16 @@ def test_null_and_duplicate_ids_in_one_load_are_quarantined(fresh_db: str) -> No
 
 
 def test_an_empty_table_is_a_quiet_successful_run(fresh_db: str, monkeypatch) -> None:
-    figures = pipeline.clean("empty")
+    figures = tasks.clean("empty")
     assert (figures["rows"], figures["clean"], figures["rejected"]) == (0, 0, 0)
-    assert pipeline.build_features("empty")["rows"] == 0
+    assert tasks.build_features("empty")["rows"] == 0
 
 
 def test_a_batch_that_is_all_bad_fails_and_writes_nothing(fresh_db: str) -> None:
     rows = to_raw_text(generate_customers(40, seed=9)).assign(age="not a number")
     load_customers(rows, run_id="all-bad")
     with pytest.raises(RejectThresholdExceeded, match=r"40 of 40 rows \(100.0%\)"):
-        pipeline.clean("all-bad")
+        tasks.clean("all-bad")
     for table in ("clean_customers", "customer_features", "customer_rejects", "customer_segments"):
         assert scalar(f"SELECT count(*) FROM segmentation.{table}") == 0, table
 
@@ -139,7 +139,7 @@ def test_fuzzed_rows_are_either_clean_or_quarantined(rows: list[dict]) -> None:
 def test_fuzzed_csv_files_load_and_clean_without_crashing(fresh_db: str, rows: list[dict], tmp_path_factory) -> None:
     import pandas as pd
 
-    from tests.integration.test_pipeline import connect
+    from segmentation.db import connect
 
     with connect() as conn, conn.cursor() as cur:
         cur.execute(
@@ -155,7 +155,7 @@ def test_fuzzed_csv_files_load_and_clean_without_crashing(fresh_db: str, rows: l
         return  # a clear error about the file is an allowed outcome
     loaded = load_customers(raw, run_id="fuzz")
     try:
-        figures = pipeline.clean("fuzz")
+        figures = tasks.clean("fuzz")
     except RejectThresholdExceeded:
         assert scalar("SELECT count(*) FROM segmentation.clean_customers") == 0
         return

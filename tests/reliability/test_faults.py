@@ -13,11 +13,10 @@ import time
 import psycopg2
 import pytest
 
-from segmentation import pipeline
+from segmentation import locks, tasks
 from segmentation.db import connect, reset_url_cache
 from segmentation.errors import DatabaseError, DataError
-from segmentation.scoring import SEGMENT_WRITE_LOCK_KEY
-from tests.integration.test_pipeline import load_generated, query, scalar
+from tests.helpers import load_generated, query, scalar
 
 pytestmark = pytest.mark.db
 
@@ -31,7 +30,7 @@ def scored_base(fresh_db: str, monkeypatch: pytest.MonkeyPatch) -> dict:
     monkeypatch.setenv("SEGMENTATION_CV_FOLDS", "2")
     monkeypatch.setenv("SEGMENTATION_CHUNK_SIZE", "200")
     load_generated(3000, labelled_share=0.5)
-    pipeline.run_nightly("undisturbed")
+    tasks.run_nightly("undisturbed")
     expected = query(f"SELECT {SEGMENT_COLUMNS} FROM segmentation.customer_segments ORDER BY customer_id")
     with connect() as conn, conn.cursor() as cur:
         cur.execute("TRUNCATE segmentation.customer_segments, segmentation.segment_history")
@@ -40,7 +39,7 @@ def scored_base(fresh_db: str, monkeypatch: pytest.MonkeyPatch) -> dict:
 
 
 def _score_in_subprocess(run_id: str, version: int) -> subprocess.Popen:
-    code = f"from segmentation import pipeline; pipeline.score_shard({run_id!r}, 0, {version})"
+    code = f"from segmentation import tasks; tasks.score_shard({run_id!r}, 0, {version})"
     return subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ), stderr=subprocess.PIPE)
 
 
@@ -75,13 +74,13 @@ def _hold_write_lock(url: str):
     """Hold the segment-write advisory lock, so a scorer stops after its staging COPYs, before its upsert."""
     holder = psycopg2.connect(url)
     with holder.cursor() as cur:
-        cur.execute("SELECT pg_advisory_lock(%s)", (SEGMENT_WRITE_LOCK_KEY,))
+        cur.execute("SELECT pg_advisory_lock(%s)", (locks.SEGMENT_WRITE,))
     return holder
 
 
 def test_sigkill_between_staging_copy_and_commit(scored_base: dict, monkeypatch) -> None:
     monkeypatch.setenv("SEGMENTATION_SHARD_SIZE", "5000")  # one shard
-    assert len(pipeline.plan_scoring("killed-1")) == 1
+    assert len(tasks.plan_scoring("killed-1")) == 1
     holder = _hold_write_lock(scored_base["url"])
     proc = _score_in_subprocess("killed-1", scored_base["version"])
     _wait_for_query("SELECT pg_advisory_xact_lock%", proc)
@@ -89,13 +88,13 @@ def test_sigkill_between_staging_copy_and_commit(scored_base: dict, monkeypatch)
     proc.wait(timeout=30)
     holder.close()
     _assert_nothing_written("killed-1")
-    pipeline.score_shard("killed-1", 0, scored_base["version"])  # Airflow's retry
+    tasks.score_shard("killed-1", 0, scored_base["version"])  # Airflow's retry
     _assert_equals_undisturbed(scored_base["expected"])
 
 
 def test_sigkill_during_the_upsert(scored_base: dict, monkeypatch) -> None:
     monkeypatch.setenv("SEGMENTATION_SHARD_SIZE", "5000")
-    pipeline.plan_scoring("killed-2")
+    tasks.plan_scoring("killed-2")
     blocker = psycopg2.connect(scored_base["url"])
     with blocker.cursor() as cur:  # a row the upsert must wait for, so the kill lands inside the upsert
         cur.execute(
@@ -111,13 +110,13 @@ def test_sigkill_during_the_upsert(scored_base: dict, monkeypatch) -> None:
     blocker.rollback()
     blocker.close()
     _assert_nothing_written("killed-2")
-    pipeline.score_shard("killed-2", 0, scored_base["version"])
+    tasks.score_shard("killed-2", 0, scored_base["version"])
     _assert_equals_undisturbed(scored_base["expected"])
 
 
 def test_a_dropped_connection_fails_the_shard_cleanly_and_the_retry_completes(scored_base: dict, monkeypatch) -> None:
     monkeypatch.setenv("SEGMENTATION_SHARD_SIZE", "5000")
-    pipeline.plan_scoring("dropped")
+    tasks.plan_scoring("dropped")
     holder = _hold_write_lock(scored_base["url"])
     proc = _score_in_subprocess("dropped", scored_base["version"])
     _wait_for_query("SELECT pg_advisory_xact_lock%", proc)
@@ -128,7 +127,7 @@ def test_a_dropped_connection_fails_the_shard_cleanly_and_the_retry_completes(sc
     assert proc.wait(timeout=60) != 0  # the task fails (Airflow retries it)
     holder.close()
     _assert_nothing_written("dropped")
-    pipeline.score_shard("dropped", 0, scored_base["version"])
+    tasks.score_shard("dropped", 0, scored_base["version"])
     _assert_equals_undisturbed(scored_base["expected"])
 
 
@@ -136,14 +135,14 @@ def test_a_stuck_lock_times_out_instead_of_hanging(scored_base: dict, monkeypatc
     monkeypatch.setenv("SEGMENTATION_LOCK_TIMEOUT_MS", "500")
     monkeypatch.setenv("SEGMENTATION_SHARD_SIZE", "5000")
     reset_url_cache()
-    pipeline.plan_scoring("stuck")
+    tasks.plan_scoring("stuck")
     blocker = psycopg2.connect(scored_base["url"])
     with blocker.cursor() as cur:
         cur.execute("LOCK TABLE segmentation.customer_segments IN ACCESS EXCLUSIVE MODE")
     started = time.monotonic()
     try:
         with pytest.raises(psycopg2.errors.LockNotAvailable):
-            pipeline.score_shard("stuck", 0, scored_base["version"])
+            tasks.score_shard("stuck", 0, scored_base["version"])
     finally:
         blocker.rollback()
         blocker.close()
@@ -157,7 +156,7 @@ def test_overlapping_runs_do_not_duplicate_anything(scored_base: dict, monkeypat
 
     def run(run_id: str) -> None:
         try:
-            pipeline.score_all(run_id)
+            tasks.score_all(run_id)
         except BaseException as exc:
             errors.append(exc)
 
@@ -172,14 +171,14 @@ def test_overlapping_runs_do_not_duplicate_anything(scored_base: dict, monkeypat
 
 
 def test_rerunning_and_backfilling_leave_the_tables_identical(scored_base: dict) -> None:
-    pipeline.run_nightly("day-1")
+    tasks.run_nightly("day-1")
     before = (
         query(f"SELECT {SEGMENT_COLUMNS} FROM segmentation.customer_segments ORDER BY customer_id"),
         scalar("SELECT count(*) FROM segmentation.segment_history"),
         scalar("SELECT count(*) FROM segmentation.clean_customers"),
     )
     for run_id in ("day-1", "day-2", "day-3", "day-1"):  # a re-run of day 1 and a backfill over days 2-3
-        pipeline.run_nightly(run_id)
+        tasks.run_nightly(run_id)
     after = (
         query(f"SELECT {SEGMENT_COLUMNS} FROM segmentation.customer_segments ORDER BY customer_id"),
         scalar("SELECT count(*) FROM segmentation.segment_history"),
@@ -200,7 +199,7 @@ def test_upstream_schema_drift_names_the_column(fresh_db: str, ddl: str) -> None
     with connect() as conn, conn.cursor() as cur:
         cur.execute(ddl)
     with pytest.raises(DataError, match=r"lacks columns \['(profession|family_size)'\]"):
-        pipeline.clean("drifted")
+        tasks.clean("drifted")
     assert scalar("SELECT count(*) FROM segmentation.clean_customers") == 0
 
 
@@ -209,7 +208,7 @@ def test_a_type_change_upstream_is_still_validated(fresh_db: str) -> None:
     with connect() as conn, conn.cursor() as cur:
         cur.execute("ALTER TABLE segmentation.customers ALTER COLUMN age TYPE numeric USING age::numeric")
         cur.execute("UPDATE segmentation.customers SET age = 17.5, updated_at = now() WHERE customer_id = 3")
-    figures = pipeline.clean("retyped")
+    figures = tasks.clean("retyped")
     assert figures["rejected"] == 1
     assert query("SELECT reasons FROM segmentation.customer_rejects") == [(["age_not_whole", "age_out_of_range"],)]
 
@@ -218,7 +217,7 @@ def test_an_unreachable_database_is_a_clear_error(monkeypatch) -> None:
     monkeypatch.setenv("SEGMENTATION_DATABASE_URL", "postgresql://nobody:hunter2@127.0.0.1:1/none")
     reset_url_cache()
     with pytest.raises(DatabaseError, match="cannot connect to") as info:
-        pipeline.clean("offline")
+        tasks.clean("offline")
     assert "hunter2" not in str(info.value)
 
 
@@ -226,7 +225,7 @@ def test_a_retrain_and_promotion_during_scoring_corrupt_nothing(scored_base: dic
     """Shards score with the version their plan pinned; the promotion is atomic; the next run rescores all."""
     monkeypatch.setenv("SEGMENTATION_SHARD_SIZE", "500")
     old = scored_base["version"]
-    planned = pipeline.plan_scoring("during")
+    planned = tasks.plan_scoring("during")
     assert len(planned) == 6 and {p["model_version"] for p in planned} == {old}
     champion_counts: set[int] = set()
     stop = threading.Event()
@@ -242,20 +241,20 @@ def test_a_retrain_and_promotion_during_scoring_corrupt_nothing(scored_base: dic
     watcher.start()
     try:
         for p in planned[:3]:
-            pipeline.score_shard("during", p["shard"], p["model_version"])
+            tasks.score_shard("during", p["shard"], p["model_version"])
         # The manual retrain lands between shards, while the watcher polls the registry.
-        version = pipeline.train("retrain-during", trigger="manual")["version"]
-        pipeline.evaluate_and_promote("retrain-during", version, force=True)
+        version = tasks.train("retrain-during", trigger="manual")["version"]
+        tasks.evaluate_and_promote("retrain-during", version, force=True)
         for p in planned[3:]:
-            pipeline.score_shard("during", p["shard"], p["model_version"])
+            tasks.score_shard("during", p["shard"], p["model_version"])
     finally:
         stop.set()
         watcher.join(timeout=30)
-    pipeline.finalise("during")
+    tasks.finalise("during")
 
     new = int(scalar("SELECT version FROM segmentation.model_versions WHERE status = 'champion'"))
     assert new != old and champion_counts == {1}
     _assert_equals_undisturbed(scored_base["expected"])  # every row from the pinned old version, once
-    rescored = pipeline.score_all("after")
+    rescored = tasks.score_all("after")
     assert rescored["rows"] == 3000
     assert query("SELECT DISTINCT model_version FROM segmentation.customer_segments") == [(new,)]

@@ -10,10 +10,11 @@ import pytest
 from psycopg2 import sql
 from sqlalchemy.engine import make_url
 
-from segmentation import pipeline
-from segmentation.db import apply_roles, reset_url_cache
+from segmentation import tasks
+from segmentation.db import reset_url_cache
+from segmentation.migrations import apply_roles
 from tests.conftest import admin_url
-from tests.integration.test_pipeline import load_generated, scalar
+from tests.helpers import load_generated, scalar
 
 pytestmark = pytest.mark.db
 
@@ -63,7 +64,7 @@ def test_the_pipeline_role_runs_the_pipeline_but_cannot_change_the_schema(
     load_generated(800, labelled_share=0.6)
     monkeypatch.setenv("SEGMENTATION_DATABASE_URL", login_users["pipeline"])
     reset_url_cache()
-    summary = pipeline.run_nightly("as-pipeline-role")
+    summary = tasks.run_nightly("as-pipeline-role")
     assert summary["score"]["rows"] == 800
     for statement in ("DROP TABLE segmentation.customers", "CREATE TABLE segmentation.x (a int)"):
         with pytest.raises(psycopg2.errors.InsufficientPrivilege):
@@ -74,7 +75,7 @@ def test_the_analyst_role_reads_the_views_only(login_users: dict, monkeypatch: p
     monkeypatch.setenv("SEGMENTATION_CANDIDATES", "logistic_regression")
     monkeypatch.setenv("SEGMENTATION_CV_FOLDS", "2")
     load_generated(800, labelled_share=0.6)
-    pipeline.run_nightly("for-analysts")
+    tasks.run_nightly("for-analysts")
     analyst = login_users["analyst"]
     assert len(_run(analyst, "SELECT * FROM segmentation.current_segments")) == 800
     assert {r[0] for r in _run(analyst, "SELECT segment FROM segmentation.segment_summary")} == set("ABCD")
@@ -101,7 +102,7 @@ def test_passwords_never_reach_the_logs(
     reset_url_cache()
     caplog.set_level(logging.DEBUG)
     load_generated(600, labelled_share=0.6)
-    pipeline.run_nightly("with-secret")
+    tasks.run_nightly("with-secret")
     assert scalar("SELECT count(*) FROM segmentation.customer_segments") == 600
     out, err = capfd.readouterr()
     assert caplog.records, "the run logged nothing, so the check would prove nothing"

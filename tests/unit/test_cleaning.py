@@ -11,7 +11,7 @@ from segmentation.cleaning import REASONS, check_reject_share, validate
 from segmentation.columns import ATTRIBUTE_COLUMNS
 from segmentation.errors import DataError, RejectThresholdExceeded
 from segmentation.loading import prepare_load, to_raw_text
-from tests.conftest import NEW_CSV, TRAIN_CSV
+from tests.helpers import REAL_NEW_CSV, REAL_TRAIN_CSV, require_file
 
 GOOD = {
     "customer_id": "1",
@@ -160,10 +160,9 @@ def test_to_raw_text_keeps_missing_values_missing() -> None:
 
 
 @pytest.mark.realdata
-@pytest.mark.parametrize("path", [TRAIN_CSV, NEW_CSV], ids=["train", "new"])
+@pytest.mark.parametrize("path", [REAL_TRAIN_CSV, REAL_NEW_CSV], ids=["train", "new"])
 def test_every_real_customer_is_valid(path) -> None:
-    if not path.exists():
-        pytest.skip(f"{path} is not present on this machine")
+    require_file(path)
     from segmentation.data import read_kaggle_csv
 
     raw = read_kaggle_csv(path)

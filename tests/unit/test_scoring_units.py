@@ -12,8 +12,8 @@ import pytest
 from segmentation.columns import MODEL_INPUT_COLUMNS
 from segmentation.config import get_settings
 from segmentation.errors import ConfigError, ModelError
-from segmentation.pipeline import holdout_mask, worker_identity
 from segmentation.scoring import predict_frame, shard_count
+from segmentation.tasks import worker_identity
 
 
 @pytest.mark.parametrize(
@@ -57,13 +57,6 @@ def test_a_model_with_other_classes_is_refused() -> None:
     model.classes_ = np.array(["A", "B", "X", "D"])
     with pytest.raises(ModelError, match="not the segments"):
         predict_frame(model, features())
-
-
-def test_holdout_is_stable_and_near_its_share() -> None:
-    ids = pd.Series(range(1, 100_001))
-    mask = holdout_mask(ids, 0.2)
-    assert 0.19 < mask.mean() < 0.21
-    assert holdout_mask(ids.iloc[::-1], 0.2).sort_index().equals(mask)
 
 
 @pytest.mark.parametrize(

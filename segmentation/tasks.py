@@ -1,6 +1,7 @@
-"""The pipeline's steps, one function per task: each reads tables, writes tables, returns small figures.
+"""The pipeline's steps, one function per Airflow task: each reads tables, writes tables, returns small figures.
 
-Airflow tasks and the CLI call the same functions, so every step runs the same with or without Airflow.
+Airflow tasks and the CLI call the same functions, so every step runs the same with or without Airflow. This
+layer reads the settings and hands them to the core modules as arguments.
 """
 
 from __future__ import annotations
@@ -12,18 +13,24 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from segmentation import registry, scoring
+from segmentation import gate, locks, registry, scoring
 from segmentation.cleaning import check_reject_share, reason_counts, validate
 from segmentation.columns import ATTRIBUTE_COLUMNS, CUSTOMER_ID, DERIVED_COLUMNS, SEGMENT, SEGMENTS
 from segmentation.config import Settings, get_settings
-from segmentation.db import connect, copy_binary_in, copy_frame_out
+from segmentation.db import connect
 from segmentation.errors import DataError, ModelError
+from segmentation.features import derived_columns_sql
 from segmentation.loading import write_rejects
+from segmentation.monitoring import current_drift, record_drift, record_run_metrics, reference_distributions
+from segmentation.pgcopy import copy_binary_in, copy_frame_out
+
+if TYPE_CHECKING:
+    from segmentation.training import TrainingOptions
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +42,6 @@ FEATURE_TABLE_COLUMNS = [*CLEAN_TYPED_COLUMNS, *DERIVED_COLUMNS]
 NUMERIC_TEXT_COLUMNS = ["age", "work_experience", "family_size", *DERIVED_COLUMNS]
 # Fewest labelled customers per segment that training accepts.
 MIN_LABELS_PER_SEGMENT = 20
-CLEAN_LOCK_KEY = 7_210_004
-# How much worse a challenger's holdout log loss may be than the champion's.
-LOG_LOSS_TOLERANCE = 0.01
 
 
 def new_run_id(prefix: str = "cli") -> str:
@@ -112,7 +116,7 @@ def clean(run_id: str, *, url: str | None = None, settings: Settings | None = No
     settings = settings or get_settings()
     with _step(run_id, "clean", url) as (cur, figures):
         # One cleaner at a time: a second, overlapping run waits here and then finds nothing new.
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (CLEAN_LOCK_KEY,))
+        locks.xact_lock(cur, locks.CLEAN)
         check_source_columns(cur)
         raw = copy_frame_out(cur, _CLEAN_CANDIDATES_SQL)
         result = validate(raw)
@@ -143,8 +147,6 @@ def clean(run_id: str, *, url: str | None = None, settings: Settings | None = No
 
 
 def _features_upsert_sql() -> str:
-    from segmentation.features import derived_columns_sql
-
     derived = derived_columns_sql("k")
     columns = [*FEATURE_TABLE_COLUMNS, "source_updated_at"]
     return f"""
@@ -190,16 +192,8 @@ def _labelled_features(cur: Any) -> pd.DataFrame:
     return typed_clean_frame(frame)
 
 
-def holdout_mask(customer_ids: pd.Series, share: float) -> pd.Series:
-    """A stable holdout: the same customers are held out for every model version, so versions compare fairly."""
-    hashed = (customer_ids.astype("uint64") * 2654435761) % 2**32
-    return hashed < int(share * 2**32)
-
-
 def retrain_due(cur: Any, run_id: str, settings: Settings) -> tuple[str, str] | None:
     """Whether a retrain is due now, as ``(trigger, reason)``: no champion, an old champion, or input drift."""
-    from segmentation.monitoring import current_drift, record_drift
-
     current = registry.champion(cur)
     if current is None:
         return "schedule", "no champion yet"
@@ -219,6 +213,33 @@ def retrain_due(cur: Any, run_id: str, settings: Settings) -> tuple[str, str] | 
     return None
 
 
+def training_options(
+    settings: Settings,
+    *,
+    candidates: list[str] | None = None,
+    cv_folds: int | None = None,
+    row_cap: int | None = None,
+) -> TrainingOptions:
+    """The training options of ``settings``, with a run's own candidates, folds and row cap when given."""
+    from segmentation.selection import TuningOptions
+    from segmentation.training import TrainingOptions
+
+    return TrainingOptions(
+        candidates=candidates or list(settings.candidates) or None,
+        cv_folds=cv_folds or settings.cv_folds,
+        holdout_share=settings.holdout_share,
+        row_cap=row_cap or settings.train_row_cap,
+        random_state=settings.random_state,
+        compare_row_cap=settings.compare_row_cap,
+        tuning=TuningOptions(
+            n_candidates=settings.tune_candidates,
+            factor=settings.tune_factor,
+            min_resources=settings.tune_min_resources,
+            scoring=settings.tune_scoring,
+        ),
+    )
+
+
 def train(
     run_id: str,
     *,
@@ -230,10 +251,13 @@ def train(
     settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Train on labelled customers, register a candidate version and export a copy; returns its figures."""
-    from segmentation.monitoring import reference_distributions
-    from segmentation.training import segment_profiles, train_model
+    # Imported here: scikit-learn's import costs seconds that tasks which do not train should not pay.
+    from segmentation.labelled import holdout_mask
+    from segmentation.profiles import segment_profiles
+    from segmentation.training import train_model
 
     settings = settings or get_settings()
+    options = training_options(settings, candidates=candidates, cv_folds=cv_folds, row_cap=row_cap)
     with _step(run_id, "train", url) as (cur, figures):
         labelled = _labelled_features(cur)
         counts = labelled[SEGMENT].value_counts() if not labelled.empty else pd.Series(dtype=int)
@@ -245,14 +269,7 @@ def train(
             )
         is_holdout = holdout_mask(labelled[CUSTOMER_ID], settings.holdout_share)
         with threadpool_limits(settings.threads):
-            result = train_model(
-                labelled.loc[~is_holdout],
-                holdout=labelled.loc[is_holdout],
-                candidates=candidates or list(settings.candidates) or None,
-                cv_folds=cv_folds or settings.cv_folds,
-                row_cap=row_cap or settings.train_row_cap,
-                random_state=settings.random_state,
-            )
+            result = train_model(labelled.loc[~is_holdout], options, holdout=labelled.loc[is_holdout])
         fingerprint = {
             "rows": len(labelled),
             "train_rows": result.n_train,
@@ -273,7 +290,7 @@ def train(
             run_id=run_id,
         )
         figures.update(version=version, model=result.model_name, rows=len(labelled), **_headline(result.metrics))
-    registry.export_artifact(version, result.pipeline, {"version": version, **figures})
+    registry.export_artifact(version, result.pipeline, {"version": version, **figures}, settings.models_dir)
     return figures
 
 
@@ -289,45 +306,40 @@ def evaluate_and_promote(
     url: str | None = None,
     settings: Settings | None = None,
 ) -> dict[str, Any]:
-    """The promotion gate: the challenger must beat the champion on the same holdout customers.
-
-    Both models are scored on today's stable holdout; the challenger is promoted when its macro-F1
-    is higher by at least the configured margin, when there is no champion, or when forced.
-    """
-    from segmentation.training import evaluate
+    """The promotion gate (segmentation.gate) on today's stable holdout, which neither model was fitted on."""
+    from segmentation.labelled import holdout_mask
+    from segmentation.metrics import evaluate
 
     settings = settings or get_settings()
     with _step(run_id, "promote", url) as (cur, figures):
         current = registry.champion(cur)
         labelled = _labelled_features(cur)
         holdout = labelled.loc[holdout_mask(labelled[CUSTOMER_ID], settings.holdout_share)]
-        challenger = evaluate(registry.load_model(cur, version), holdout)
+        challenger = evaluate(registry.load_model(cur, version, settings.model_cache_dir), holdout)
         figures.update(version=version, challenger=_headline(challenger))
-        if current is None:
-            promoted, reason = True, "no champion yet"
-        elif current.version == version:
-            promoted, reason = False, f"version {version} is already the champion"
-        else:
-            incumbent = evaluate(registry.load_model(cur, current.version), holdout)
-            figures["champion"] = {"version": current.version, **_headline(incumbent)}
-            gain = challenger["macro_f1"] - incumbent["macro_f1"]
-            # Probabilities are published too, so a challenger may not buy F1 with much worse log loss.
-            loss_ok = challenger["log_loss"] <= incumbent["log_loss"] + LOG_LOSS_TOLERANCE
-            promoted = gain >= settings.promotion_margin and loss_ok
-            reason = (
-                f"macro-F1 {challenger['macro_f1']:.4f} vs champion v{current.version} "
-                f"{incumbent['macro_f1']:.4f} on {len(holdout)} holdout customers "
-                f"(gain {gain:+.4f}, margin {settings.promotion_margin:+.4f}); log loss "
-                f"{challenger['log_loss']:.4f} vs {incumbent['log_loss']:.4f} (tolerance {LOG_LOSS_TOLERANCE})"
+        if current is not None and current.version == version:
+            decision = gate.GateDecision(
+                promoted=False, forced=False, reason=f"version {version} is already the champion"
             )
-        if not promoted and force and (current is None or current.version != version):
-            promoted, reason = True, f"force_promote overrode the gate: {reason}"
-        if promoted:
-            registry.promote(cur, version, reason=reason, forced=force and reason.startswith("force"))
-        elif current is None or current.version != version:
-            registry.reject(cur, version, reason)
-        figures.update(promoted=promoted, reason=reason)
-    log.info("model version %d %s: %s", version, "promoted" if promoted else "not promoted", reason)
+        else:
+            incumbent = None
+            if current is not None:
+                incumbent = evaluate(registry.load_model(cur, current.version, settings.model_cache_dir), holdout)
+                figures["champion"] = {"version": current.version, **_headline(incumbent)}
+            decision = gate.decide(
+                challenger,
+                incumbent,
+                margin=settings.promotion_margin,
+                force=force,
+                champion_version=current.version if current else None,
+                rows=len(holdout),
+            )
+            if decision.promoted:
+                registry.promote(cur, version, reason=decision.reason, forced=decision.forced)
+            else:
+                registry.reject(cur, version, decision.reason)
+        figures.update(promoted=decision.promoted, forced=decision.forced, reason=decision.reason)
+    log.info("model version %d %s: %s", version, "promoted" if decision.promoted else "not promoted", decision.reason)
     return figures
 
 
@@ -382,9 +394,9 @@ def score_shard(
     """Score one planned shard with the given model version, atomically."""
     settings = settings or get_settings()
     with _step(run_id, f"score_shard_{shard}", url) as (cur, figures):
-        model = registry.load_model(cur, model_version)
+        model = registry.load_model(cur, model_version, settings.model_cache_dir)
         with threadpool_limits(settings.threads):
-            result = scoring.score_shard(
+            result = scoring.score_queued(
                 cur,
                 model,
                 run_id=run_id,
@@ -408,8 +420,6 @@ def worker_identity(settings: Settings) -> str:
 
 def finalise(run_id: str, *, url: str | None = None) -> dict[str, Any]:
     """Close the run: totals, data-quality figures in ``drift_metrics``, and an empty work queue."""
-    from segmentation.monitoring import record_run_metrics
-
     with _step(run_id, "finalise", url) as (cur, figures):
         cur.execute("DELETE FROM segmentation.score_queue WHERE run_id = %s", (run_id,))
         figures.update(record_run_metrics(cur, run_id))

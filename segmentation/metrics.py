@@ -1,0 +1,90 @@
+"""How good a fitted model is on labelled customers: accuracy, F1, log loss, calibration, confusion matrix."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import accuracy_score, brier_score_loss, confusion_matrix, f1_score, log_loss
+from sklearn.pipeline import Pipeline
+
+from segmentation.columns import SEGMENTS
+from segmentation.jsonsafe import json_safe
+from segmentation.labelled import labels_of, model_frame, with_derived
+
+CALIBRATION_BINS = 10
+
+
+def evaluate(pipeline: Pipeline, labelled: pd.DataFrame) -> dict[str, Any]:
+    """Metrics of a fitted pipeline on labelled customers (derived columns added when absent)."""
+    labelled = with_derived(labelled)
+    return json_safe(evaluate_frame(pipeline, model_frame(labelled), labels_of(labelled)))
+
+
+def calibration_errors(
+    y: Sequence[object] | pd.Series, proba: np.ndarray, classes: Sequence[object], bins: int = CALIBRATION_BINS
+) -> dict[str, float]:
+    """Expected calibration error of each class's probability (one-vs-rest, ``bins`` equal-width bins).
+
+    ECE = sum over bins of (share of rows in the bin) * |mean predicted probability - observed frequency|.
+    """
+    truth = np.asarray(y, dtype=object)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    errors = {}
+    for position, label in enumerate(classes):
+        p = np.asarray(proba[:, position], dtype="float64")
+        hit = (truth == label).astype("float64")
+        which = np.clip(np.digitize(p, edges[1:-1], right=True), 0, bins - 1)
+        counts = np.bincount(which, minlength=bins)
+        gap = np.abs(np.bincount(which, weights=p, minlength=bins) - np.bincount(which, weights=hit, minlength=bins))
+        errors[str(label)] = float(gap.sum() / max(counts.sum(), 1))
+    return errors
+
+
+def brier_score(y: Sequence[object] | pd.Series, proba: np.ndarray, classes: Sequence[object]) -> float:
+    """Multi-class Brier score: mean over rows of the summed squared error of the class probabilities.
+
+    ``proba``'s columns are in the order of ``classes``; scikit-learn expects sorted labels, so they are
+    reordered, and never halved for two classes, so that the score means the same for any number of classes.
+    """
+    names = [str(c) for c in classes]
+    order = np.argsort(names, kind="stable")
+    truth = np.asarray(y, dtype=object).astype(str)
+    return float(
+        brier_score_loss(truth, np.asarray(proba)[:, order], labels=[names[i] for i in order], scale_by_half=False)
+    )
+
+
+def predict_rows_per_second(pipeline: Pipeline, X: pd.DataFrame, *, min_rows: int = 20_000) -> float:
+    """Rows per second of ``pipeline.predict_proba`` on ``X`` (repeated to at least ``min_rows`` rows)."""
+    if X.empty:
+        return float("nan")
+    batch = X if len(X) >= min_rows else X.iloc[np.resize(np.arange(len(X)), min_rows)]
+    started = time.perf_counter()
+    pipeline.predict_proba(batch)
+    return float(len(batch) / max(time.perf_counter() - started, 1e-9))
+
+
+def evaluate_frame(pipeline: Pipeline, X: pd.DataFrame, y: pd.Series) -> dict[str, Any]:
+    """Holdout metrics: accuracy, macro-F1, log loss, confusion matrix (SEGMENTS order), per-class F1,
+    multi-class Brier score and per-class expected calibration error (ECE) with its mean."""
+    proba = pipeline.predict_proba(X)
+    classes = [str(c) for c in pipeline.classes_]
+    ece = calibration_errors(y.astype(str), proba, classes)
+    predicted = pipeline.classes_[np.argmax(proba, axis=1)]
+    present = [s for s in SEGMENTS if s in classes]
+    per_class = f1_score(y, predicted, labels=present, average=None, zero_division=0)
+    return {
+        "accuracy": float(accuracy_score(y, predicted)),
+        "macro_f1": float(f1_score(y, predicted, labels=present, average="macro", zero_division=0)),
+        "log_loss": float(log_loss(y, proba, labels=pipeline.classes_)),
+        "confusion_labels": list(SEGMENTS),
+        "confusion_matrix": confusion_matrix(y, predicted, labels=list(SEGMENTS)).tolist(),
+        "per_class_f1": {label: float(score) for label, score in zip(present, per_class, strict=True)},
+        "brier": brier_score(y.astype(str), proba, classes),
+        "ece_mean": float(np.mean(list(ece.values()))),
+        "ece_per_class": ece,
+    }

@@ -1,0 +1,99 @@
+"""Schema migrations (the numbered files in ``sql/``, each applied once and checked by sha256) and roles."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from pathlib import Path
+
+from segmentation import locks
+from segmentation.config import DEFAULT_SQL_DIR
+from segmentation.db import SCHEMA, connect
+from segmentation.errors import ConfigError, DatabaseError
+
+log = logging.getLogger(__name__)
+
+MIGRATION_PATTERN = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+ROLES_FILE = "roles.sql"
+
+
+def migration_files(sql_dir: Path) -> list[Path]:
+    """The numbered migrations in ``sql_dir``, in order; refuses malformed or duplicate numbers."""
+    if not sql_dir.is_dir():
+        raise ConfigError(f"SQL directory {sql_dir} does not exist; set SEGMENTATION_SQL_DIR")
+    files = sorted(p for p in sql_dir.glob("*.sql") if MIGRATION_PATTERN.match(p.name))
+    numbers = [p.name[:3] for p in files]
+    duplicates = sorted({n for n in numbers if numbers.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"duplicate migration numbers {duplicates} in {sql_dir}; each NNN must be unique")
+    return files
+
+
+def file_sha256(text: str) -> str:
+    """The sha256 recorded for a migration's text."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def check_applied(applied: dict[str, tuple[str, str]], files: list[Path]) -> None:
+    """DatabaseError naming the file when an applied migration's file no longer has the recorded sha256.
+
+    ``applied`` maps version to (recorded name, recorded sha256). An applied migration is never re-run, so a
+    changed file would otherwise be skipped silently and the schema would differ from what the file says.
+    """
+    for path in files:
+        version = path.name[:3]
+        if version not in applied:
+            continue
+        name, recorded = applied[version]
+        actual = file_sha256(path.read_text())
+        if actual != recorded.strip():
+            raise DatabaseError(
+                f"migration {path.name} was applied as {name} with sha256 {recorded.strip()[:12]}…, but the file "
+                f"now has sha256 {actual[:12]}…; applied migrations must not change: restore the file and put the "
+                f"change in a new migration ({int(version) + 1:03d}_….sql)"
+            )
+
+
+def migrate(url: str | None = None, sql_dir: Path = DEFAULT_SQL_DIR) -> list[str]:
+    """Apply every migration not yet recorded, in order, in one transaction (all or nothing).
+
+    Fails before applying anything when an applied migration's file has changed since it was applied.
+    """
+    applied_now: list[str] = []
+    files = migration_files(sql_dir)
+    with connect(url) as conn, conn.cursor() as cur:
+        locks.xact_lock(cur, locks.MIGRATION)
+        cur.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+        cur.execute(
+            f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_migrations (
+                   version text PRIMARY KEY, name text NOT NULL, sha256 char(64) NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        cur.execute(f"SELECT version, name, sha256 FROM {SCHEMA}.schema_migrations")
+        done = {version: (name, sha) for version, name, sha in cur.fetchall()}
+        check_applied(done, files)
+        for path in files:
+            version = path.name[:3]
+            if version in done:
+                continue
+            text = path.read_text()
+            try:
+                cur.execute(text)
+            except Exception as exc:
+                raise DatabaseError(f"migration {path.name} failed, nothing applied: {exc}") from exc
+            cur.execute(
+                f"INSERT INTO {SCHEMA}.schema_migrations (version, name, sha256) VALUES (%s, %s, %s)",
+                (version, path.name, file_sha256(text)),
+            )
+            applied_now.append(path.name)
+            log.info("applied migration %s", path.name)
+    return applied_now
+
+
+def apply_roles(url: str | None = None, sql_dir: Path = DEFAULT_SQL_DIR) -> None:
+    """Create the database roles and grant their privileges (``sql/roles.sql``, idempotent)."""
+    with connect(url) as conn, conn.cursor() as cur:
+        locks.xact_lock(cur, locks.MIGRATION)
+        cur.execute((sql_dir / ROLES_FILE).read_text())
+    log.info("applied %s", ROLES_FILE)
