@@ -5,12 +5,17 @@ fitted and scored on the SAME outer folds. Rows:
 
 - ``reference``: the seed's model, one-hot + min-max (gaps imputed) + a default GradientBoostingClassifier.
 - one row per candidate family in segmentation.candidates.CANDIDATES, with its fixed default configuration.
-- ``champion (nested)``: the real tuning procedure (``train_model``: candidate comparison on inner CV, then
-  successive-halving search) run inside each outer training fold only, then scored on the outer test fold.
+- ``as served (nested)``: the whole training pipeline as ``segmentation.tasks.train`` runs it, inside each
+  outer training part only: the stable holdout (by id hash) is split off that part, ``train_model`` compares
+  candidates on inner CV, tunes by successive halving, evaluates on that holdout and refits the chosen
+  settings on the whole outer training part. The refitted (served) model is scored on the outer test part.
+- ``evaluation model (nested)``: the same run's model before the refit (fitted without the stable holdout),
+  the one the promotion gate compares.
 
 Reports accuracy, macro-F1, log loss, multi-class Brier score, mean per-class expected calibration error,
 fit seconds and predict_proba rows/s (mean and std over folds), the paired champion - reference
-differences, and (``--timing``) the wall time of ``train_model`` as the pipeline calls it on the real data
+differences of the model as served against the reference with the issue's target (MET or NOT MET), and
+(``--timing``) the wall time of ``train_model`` as the pipeline calls it on the real data
 and on 1,000,000 synthetic labelled customers. ``--write`` replaces the "## Model quality" section of
 BENCHMARKS.md. Exits 0 with a message when the real file is absent.
 
@@ -37,9 +42,10 @@ from sklearn.model_selection import RepeatedStratifiedKFold
 from threadpoolctl import threadpool_limits
 
 from segmentation.candidates import CANDIDATES, build_candidate
-from segmentation.columns import KAGGLE_COLUMNS, MODEL_INPUT_COLUMNS, SEGMENT
+from segmentation.columns import CUSTOMER_ID, KAGGLE_COLUMNS, MODEL_INPUT_COLUMNS, SEGMENT
 from segmentation.config import PROJECT_ROOT, get_settings
 from segmentation.features import derive_features
+from segmentation.labelled import holdout_mask
 from segmentation.metrics import brier_score, calibration_errors, predict_rows_per_second
 from segmentation.preprocessing import build_pipeline
 from segmentation.tasks import training_options
@@ -52,6 +58,12 @@ FIXED_NOTE = (
     "configuration in `segmentation.candidates.CANDIDATES`. Its settings were picked by separate 5x2 CV runs on "
     "this same file, so its advantage is optimistic; the nested run (without `--no-nested`) is the honest one.\n"
 )
+AS_SERVED = "as served (nested: selection, tuning, refit)"
+EVALUATION = "evaluation model (nested, before the refit)"
+REFERENCE = "reference (seed GB default)"
+# The issue's target for the model as served, paired against the reference on the same outer folds.
+TARGET_ACCURACY_GAIN = 0.015
+TARGET_LOG_LOSS_DROP = 0.03
 METRICS = ("accuracy", "macro_f1", "log_loss", "brier", "ece_mean", "fit_s", "predict_rows_per_s")
 
 
@@ -97,23 +109,27 @@ def cross_validate_all(frame: pd.DataFrame, *, splits: int, repeats: int, seed: 
     """Per-fold scores of every model on the same RepeatedStratifiedKFold folds."""
     X, y = features_and_labels(frame)
     folds = outer_folds(X, y, splits=splits, repeats=repeats, seed=seed)
-    builders = {"reference (seed GB default)": lambda: build_pipeline(GradientBoostingClassifier(random_state=seed))}
+    builders = {REFERENCE: lambda: build_pipeline(GradientBoostingClassifier(random_state=seed))}
     builders.update({name: (lambda name=name: build_candidate(name, seed)) for name in CANDIDATES})
     results: dict[str, list[dict[str, float]]] = {name: [] for name in builders}
     if nested:
-        results["champion (nested train_model)"] = []
+        results[AS_SERVED] = []
+        results[EVALUATION] = []
     chosen: list[str] = []
-    options = replace(training_options(get_settings()), random_state=seed)
+    settings = get_settings()
+    options = replace(training_options(settings), random_state=seed)
     for number, (train_idx, test_idx) in enumerate(folds, start=1):
         for name, build in builders.items():
             results[name].append(fit_and_score(build, X, y, train_idx, test_idx))
         if nested:
+            part = frame.iloc[train_idx]
+            is_holdout = holdout_mask(part[CUSTOMER_ID], settings.holdout_share)
             started = time.perf_counter()
-            trained = train_model(frame.iloc[train_idx], options, holdout=frame.iloc[test_idx])
+            trained = train_model(part.loc[~is_holdout], options, holdout=part.loc[is_holdout])
             seconds = time.perf_counter() - started
-            results["champion (nested train_model)"].append(
-                score(trained.pipeline, X.iloc[test_idx], y[test_idx], seconds)
-            )
+            assert trained.n_served == len(train_idx), "the served model must be refitted on the whole part"
+            results[AS_SERVED].append(score(trained.pipeline, X.iloc[test_idx], y[test_idx], seconds))
+            results[EVALUATION].append(score(trained.eval_pipeline, X.iloc[test_idx], y[test_idx], seconds))
             kept = "tuned" if trained.metrics["tuned_over_defaults"] else "default settings kept"
             chosen.append(f"{trained.model_name} ({kept}) {trained.params}")
         print(f"fold {number}/{len(folds)} done", file=sys.stderr, flush=True)
@@ -161,22 +177,37 @@ def paired(results: dict, champion: str, reference: str) -> str:
         out.append(f"| {metric} | {diff.mean():+.4f} | {diff.std(ddof=0):.4f} | {better}/{len(diff)} |")
     return (
         f"Paired differences, {champion} − {reference}, per outer fold:\n\n"
-        "| metric | mean diff | std | folds where champion is better |\n|---|---|---|---|\n"
-        + "\n".join(out)
-        + "\n\n"
-        + verdict(champ, ref)
+        "| metric | mean diff | std | folds where it is better |\n|---|---|---|---|\n" + "\n".join(out) + "\n"
     )
 
 
+def per_fold(results: dict, champion: str, reference: str) -> str:
+    """Accuracy and log loss of both models on every outer fold, and their differences."""
+    champ, ref = pd.DataFrame(results[champion]), pd.DataFrame(results[reference])
+    lines = [
+        "| fold | reference accuracy | as served accuracy | diff (points) | reference log loss "
+        "| as served log loss | diff |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for i in range(len(champ)):
+        a, b = ref.loc[i], champ.loc[i]
+        lines.append(
+            f"| {i + 1} | {a['accuracy']:.4f} | {b['accuracy']:.4f} | {(b['accuracy'] - a['accuracy']) * 100:+.2f} "
+            f"| {a['log_loss']:.4f} | {b['log_loss']:.4f} | {b['log_loss'] - a['log_loss']:+.4f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def verdict(champ: pd.DataFrame, ref: pd.DataFrame) -> str:
-    """The issue's target, judged on the same folds: >= +1 point mean accuracy and a lower mean log loss."""
+    """The issue's target for the model as served, on the same folds: mean accuracy at least +1.5 points and
+    mean log loss at least 0.03 lower than the reference's."""
     gain = float((champ["accuracy"] - ref["accuracy"]).mean())
-    lower = float((champ["log_loss"] - ref["log_loss"]).mean()) < 0
-    met = gain >= 0.01 and lower
+    drop = float((ref["log_loss"] - champ["log_loss"]).mean())
+    met = gain >= TARGET_ACCURACY_GAIN and drop >= TARGET_LOG_LOSS_DROP
     return (
-        f"Target (>= +1 point accuracy and lower log loss than the reference on the same folds): "
-        f"{'MET' if met else 'NOT MET'} (accuracy {gain * 100:+.2f} points, log loss "
-        f"{'lower' if lower else 'not lower'}).\n"
+        f"Target (model as served, paired against the reference on the same folds: accuracy >= "
+        f"+{TARGET_ACCURACY_GAIN * 100:.1f} points and log loss >= {TARGET_LOG_LOSS_DROP} lower): "
+        f"{'MET' if met else 'NOT MET'} (accuracy {gain * 100:+.2f} points, log loss {-drop:+.4f}).\n"
     )
 
 
@@ -234,8 +265,8 @@ def main(argv: list[str] | None = None) -> int:
             real, splits=args.splits, repeats=args.repeats, seed=args.seed, nested=not args.no_nested
         )
     summary = summarise(cv["results"])
-    reference = "reference (seed GB default)"
-    champion = "champion (nested train_model)" if not args.no_nested else "hgb_rf_vote"
+    reference = REFERENCE
+    champion = AS_SERVED if not args.no_nested else "hgb_rf_vote"
     parts = [
         f"{SECTION}\n\n",
         f"Measured {dt.date.today().isoformat()} on {platform.node() or 'this machine'} "
@@ -250,13 +281,20 @@ def main(argv: list[str] | None = None) -> int:
         markdown_table(summary),
         "\n",
         paired(cv["results"], champion, reference),
+        "\n",
+        per_fold(cv["results"], champion, reference),
+        "\n",
+        verdict(pd.DataFrame(cv["results"][champion]), pd.DataFrame(cv["results"][reference])),
     ]
     if cv["chosen"]:
         parts.append(
-            "\nChampion (nested): in each outer training fold, `train_model` (default settings: candidate "
+            "\n" + paired(cv["results"], AS_SERVED, EVALUATION) + "\nAs served (nested): in each outer training "
+            "part, the stable holdout (by id hash, as `segmentation.tasks.train` splits it) is set aside, "
+            "`train_model` (default settings: candidate "
             "comparison by inner 5-fold CV, then successive-halving random search on log loss, whose winner is kept "
             "only when it beats the candidate's default settings by more than one standard error on the same "
-            "inner folds) picks and tunes the model without seeing the outer test fold. The default settings of "
+            "inner folds) picks and tunes the model and evaluates it on that holdout, then refits the chosen "
+            "settings on the whole outer training part; the outer test part is never seen. The default settings of "
             "`hgb_rf_vote` were chosen by earlier experiments on this same data set, so its rows carry some "
             "selection optimism that the nested protocol cannot remove. Chosen per fold:\n\n"
             + "".join(f"- fold {i}: {c}\n" for i, c in enumerate(cv["chosen"], start=1))

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+from sklearn.base import clone
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
@@ -34,7 +35,8 @@ class TrainingOptions:
     """How to train: which candidates, folds, holdout share, row caps, seed and tuning.
 
     ``row_cap`` caps the labelled rows used at all (stratified); ``compare_row_cap`` caps the rows on which
-    candidate families are compared. None means no cap.
+    candidate families are compared. None means no cap. ``refit``: after evaluation, fit the served model
+    again, with the chosen settings, on the train split and the holdout together (capped to ``row_cap``).
     """
 
     candidates: Sequence[str] | None = None
@@ -45,6 +47,7 @@ class TrainingOptions:
     n_jobs: int | None = 1
     compare_row_cap: int | None = 20_000
     tuning: TuningOptions = field(default_factory=TuningOptions)
+    refit: bool = True
 
     def check(self) -> None:
         """ModelError naming the first bad option."""
@@ -58,15 +61,22 @@ class TrainingOptions:
 
 @dataclass(frozen=True)
 class TrainingResult:
-    """A tuned pipeline fitted on the train split, with its holdout metrics and the candidate comparison."""
+    """The served pipeline, the evaluation pipeline with its holdout metrics, and the candidate comparison.
+
+    ``eval_pipeline`` was fitted on the train split only (``n_train`` rows), so ``metrics`` (from the holdout)
+    are honest. ``pipeline`` is the model that scores: the same settings refitted on every labelled row used
+    (``n_served`` rows: train split and holdout); without ``refit`` it is ``eval_pipeline`` itself.
+    """
 
     pipeline: Pipeline
+    eval_pipeline: Pipeline
     model_name: str
     params: dict[str, Any]
     metrics: dict[str, Any]
     comparison: list[dict[str, Any]]
     n_train: int
     n_holdout: int
+    n_served: int
     label_shares: dict[str, float]
     seconds: float
 
@@ -88,15 +98,27 @@ def _split(
     return features, model_frame(with_derived(holdout)), labels, labels_of(holdout), labels
 
 
+def refit_on_all(
+    tuned: Pipeline, X_parts: Sequence[pd.DataFrame], y_parts: Sequence[pd.Series], options: TrainingOptions
+) -> tuple[Pipeline, int]:
+    """A fresh copy of ``tuned`` (same settings) fitted on the concatenated parts, capped to ``row_cap``;
+    returns it and the number of rows it was fitted on."""
+    X = pd.concat(list(X_parts))
+    y = pd.concat(list(y_parts))
+    X, y = cap_rows(X, y, options.row_cap, options.random_state)
+    return clone(tuned).fit(X, y), len(X)
+
+
 def train_model(
     labelled: pd.DataFrame, options: TrainingOptions = TrainingOptions(), *, holdout: pd.DataFrame | None = None
 ) -> TrainingResult:
-    """Compare candidates with CV on the train split, choose, tune, and evaluate on the holdout.
+    """Compare candidates with CV on the train split, choose, tune, evaluate on the holdout, then refit.
 
     ``labelled`` holds clean customers with a ``segment`` column; derived columns are added when absent.
     When ``holdout`` is given, all of ``labelled`` is the train split and ``holdout`` is evaluated instead
     of a random split (the pipeline passes a stable holdout so that model versions compare fairly).
-    The returned pipeline is fitted on the train split only, so its holdout metrics are honest.
+    ``eval_pipeline`` is fitted on the train split only, so its holdout metrics are honest; ``pipeline``, the
+    one to serve, is refitted with the chosen settings on the train split and the holdout together.
     ``metrics["predict_rows_per_s"]`` is the measured ``predict_proba`` throughput (a timing, so the only
     metric that differs between equal runs).
     """
@@ -120,6 +142,11 @@ def train_model(
     metrics["cv_scoring"] = tuned.cv_scoring
     metrics["tuned_over_defaults"] = tuned.tuned_over_defaults
     metrics["predict_rows_per_s"] = predict_rows_per_second(tuned.pipeline, X_holdout)
+    if options.refit:
+        served, n_served = refit_on_all(tuned.pipeline, [X_train, X_holdout], [y_train, y_holdout], options)
+        logger.info("refitted %s with the chosen settings on %d rows (train split and holdout)", best_name, n_served)
+    else:
+        served, n_served = tuned.pipeline, len(X_train)
     shares = labels.value_counts(normalize=True)
     seconds = time.perf_counter() - started
     logger.info(
@@ -131,13 +158,15 @@ def train_model(
         metrics["log_loss"],
     )
     return TrainingResult(
-        pipeline=tuned.pipeline,
+        pipeline=served,
+        eval_pipeline=tuned.pipeline,
         model_name=best_name,
         params=json_safe(tuned.params),
         metrics=json_safe(metrics),
         comparison=json_safe(comparison.to_dict(orient="records")),
         n_train=len(X_train),
         n_holdout=len(X_holdout),
+        n_served=n_served,
         label_shares={s: float(shares.get(s, 0.0)) for s in SEGMENTS},
         seconds=float(seconds),
     )
