@@ -23,3 +23,7 @@ class ModelError(SegmentationError):
 
 class DatabaseError(SegmentationError):
     """The customer database cannot be reached or is not in the expected state."""
+
+
+class NotFoundError(SegmentationError):
+    """A requested customer or record does not exist or is not in the state asked for (e.g. not scored)."""

@@ -82,14 +82,22 @@ def register(
     profiles: dict[str, Any],
     trigger: str,
     run_id: str,
+    eval_model: Any | None = None,
+    explain_background: list[dict[str, Any]] | None = None,
 ) -> int:
-    """Insert a candidate version with its artifact; returns the new version number."""
+    """Insert a candidate version with its artifact; returns the new version number.
+
+    ``model`` is the model that scores; ``eval_model`` (stored as ``eval_artifact``) the one the promotion gate
+    evaluates, fitted without the stable holdout. ``explain_background``: rows of attributes that
+    segmentation.explain measures effects against.
+    """
     data, sha = serialise(model)
+    eval_data, eval_sha = serialise(eval_model) if eval_model is not None else (None, None)
     cur.execute(
         """INSERT INTO segmentation.model_versions
                (status, model_name, metrics, params, sha256, artifact, data_fingerprint, profiles,
-                trigger, code_version, run_id)
-           VALUES ('candidate', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                trigger, code_version, run_id, eval_artifact, eval_sha256, explain_background)
+           VALUES ('candidate', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
            RETURNING version""",
         (
             model_name,
@@ -102,6 +110,9 @@ def register(
             trigger,
             code_version(),
             run_id,
+            eval_data,
+            eval_sha,
+            json.dumps(explain_background) if explain_background is not None else None,
         ),
     )
     version = int(cur.fetchone()[0])
@@ -158,29 +169,43 @@ def list_versions(cur: Any) -> list[dict[str, Any]]:
     return [dict(zip(keys, row, strict=True)) for row in cur.fetchall()]
 
 
-def _artifact(cur: Any, version: int) -> bytes:
-    cur.execute("SELECT artifact FROM segmentation.model_versions WHERE version = %s", (version,))
+def _artifact(cur: Any, version: int, *, evaluation: bool = False) -> bytes:
+    column = "eval_artifact" if evaluation else "artifact"
+    cur.execute(f"SELECT {column} FROM segmentation.model_versions WHERE version = %s", (version,))
     return bytes(cur.fetchone()[0])
 
 
-def load_model(cur: Any, version: int, cache_dir: Path | None = None) -> Any:
+def _eval_sha256(cur: Any, version: int) -> str | None:
+    cur.execute("SELECT eval_sha256 FROM segmentation.model_versions WHERE version = %s", (version,))
+    row = cur.fetchone()
+    return row[0] if row and row[0] else None
+
+
+def load_model(cur: Any, version: int, cache_dir: Path | None = None, *, evaluation: bool = False) -> Any:
     """Load a version's fitted pipeline from the database, verifying its sha256.
 
-    With ``cache_dir``, a verified local copy keyed by sha256 saves the download on later tasks of the same
-    worker.
+    ``evaluation`` loads the evaluation model (fitted without the stable holdout) instead of the served one;
+    a version registered without one (before the served model was refitted on every row) has only the served
+    model, which was itself fitted without the holdout, so that one is returned. With ``cache_dir``, a
+    verified local copy keyed by sha256 saves the download on later tasks of the same worker.
     """
     meta = get_version(cur, version)
+    sha = meta.sha256
+    if evaluation:
+        eval_sha = _eval_sha256(cur, version)
+        evaluation = eval_sha is not None
+        sha = eval_sha or sha
     if cache_dir is None:
-        return deserialise(_artifact(cur, version), meta.sha256, version)
-    cached = cache_dir / f"{meta.sha256.strip()}.joblib"
+        return deserialise(_artifact(cur, version, evaluation=evaluation), sha, version)
+    cached = cache_dir / f"{sha.strip()}.joblib"
     if cached.exists():
         try:
-            return deserialise(cached.read_bytes(), meta.sha256, version)
+            return deserialise(cached.read_bytes(), sha, version)
         except ModelError:
             log.warning("cached artifact %s is corrupt; loading from the database", cached)
             cached.unlink(missing_ok=True)
-    data = _artifact(cur, version)
-    model = deserialise(data, meta.sha256, version)
+    data = _artifact(cur, version, evaluation=evaluation)
+    model = deserialise(data, sha, version)
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(f".{os.getpid()}.tmp")  # workers sharing a cache never clash
@@ -189,6 +214,13 @@ def load_model(cur: Any, version: int, cache_dir: Path | None = None) -> Any:
     except OSError as exc:
         log.warning("cannot cache model artifact locally: %s", exc)
     return model
+
+
+def explain_background(cur: Any, version: int) -> list[dict[str, Any]] | None:
+    """The attribute rows stored with a version for explanations, or None when it has none."""
+    cur.execute("SELECT explain_background FROM segmentation.model_versions WHERE version = %s", (version,))
+    row = cur.fetchone()
+    return row[0] if row else None
 
 
 def promote(cur: Any, version: int, *, reason: str, forced: bool = False) -> None:

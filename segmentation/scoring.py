@@ -143,9 +143,7 @@ ON CONFLICT (customer_id) DO UPDATE SET
 """
 
 
-def score_queued(
-    cur: Any, model: Any, *, run_id: str, shard: int, model_version: int, chunk_size: int
-) -> ShardResult:
+def score_queued(cur: Any, model: Any, *, run_id: str, shard: int, model_version: int, chunk_size: int) -> ShardResult:
     """Score the customers queued for one shard, chunk by chunk into a staging table, then upsert them in the
     caller's transaction.
 

@@ -274,6 +274,7 @@ def train(
             "rows": len(labelled),
             "train_rows": result.n_train,
             "holdout_rows": result.n_holdout,
+            "served_rows": result.n_served,
             "label_shares": result.label_shares,
             "max_updated_at": str(labelled["source_updated_at"].max()),
             "distributions": reference_distributions(labelled),
@@ -281,17 +282,45 @@ def train(
         version = registry.register(
             cur,
             model=result.pipeline,
+            eval_model=result.eval_pipeline,
             model_name=result.model_name,
-            metrics={**result.metrics, "comparison": result.comparison},
+            metrics={**result.metrics, "comparison": result.comparison, "rows": metric_rows(result)},
             params=result.params,
             data_fingerprint=fingerprint,
             profiles=segment_profiles(labelled),
+            explain_background=background_sample(labelled.loc[~is_holdout], settings.random_state),
             trigger=trigger,
             run_id=run_id,
         )
         figures.update(version=version, model=result.model_name, rows=len(labelled), **_headline(result.metrics))
     registry.export_artifact(version, result.pipeline, {"version": version, **figures}, settings.models_dir)
     return figures
+
+
+def metric_rows(result: Any) -> dict[str, str]:
+    """Which rows each figure of ``model_versions.metrics`` comes from (stored as ``metrics["rows"]``)."""
+    return {
+        "holdout metrics": (
+            f"accuracy, macro_f1, log_loss, brier, ece_*, confusion_matrix, per_class_f1: the stable holdout "
+            f"({result.n_holdout} customers by id hash), scored by the evaluation model (eval_artifact), which "
+            f"was fitted on the other {result.n_train} rows and never saw them"
+        ),
+        "cv_score": f"inner cross-validation of the tuning search on the {result.n_train} train-split rows",
+        "comparison": "inner cross-validation of each candidate on the train split (capped to the compare row cap)",
+        "served model": (
+            f"the artifact that scores was refitted with the chosen settings on {result.n_served} rows: the "
+            f"train split and the holdout; it has no honest holdout figures of its own"
+        ),
+        "predict_rows_per_s": "timing of the evaluation model on the holdout rows",
+    }
+
+
+def background_sample(labelled: pd.DataFrame, random_state: int, rows: int = 50) -> list[dict[str, Any]]:
+    """A few training customers' attributes (JSON-safe) stored with a model version for segmentation.explain."""
+    from segmentation.jsonsafe import json_safe
+
+    sample = labelled.loc[:, list(ATTRIBUTE_COLUMNS)]
+    return json_safe(sample.sample(n=min(rows, len(sample)), random_state=random_state).to_dict(orient="records"))
 
 
 def _headline(metrics: dict[str, Any]) -> dict[str, float]:
@@ -306,7 +335,11 @@ def evaluate_and_promote(
     url: str | None = None,
     settings: Settings | None = None,
 ) -> dict[str, Any]:
-    """The promotion gate (segmentation.gate) on today's stable holdout, which neither model was fitted on."""
+    """The promotion gate (segmentation.gate) on today's stable holdout, which neither model was fitted on.
+
+    Both sides are the versions' evaluation models (fitted without the stable holdout); the served models
+    were refitted on the holdout too, so comparing them there would reward memory, not skill.
+    """
     from segmentation.labelled import holdout_mask
     from segmentation.metrics import evaluate
 
@@ -315,8 +348,12 @@ def evaluate_and_promote(
         current = registry.champion(cur)
         labelled = _labelled_features(cur)
         holdout = labelled.loc[holdout_mask(labelled[CUSTOMER_ID], settings.holdout_share)]
-        challenger = evaluate(registry.load_model(cur, version, settings.model_cache_dir), holdout)
-        figures.update(version=version, challenger=_headline(challenger))
+        challenger = evaluate(registry.load_model(cur, version, settings.model_cache_dir, evaluation=True), holdout)
+        figures.update(
+            version=version,
+            challenger=_headline(challenger),
+            rows=f"{len(holdout)} stable-holdout customers; both evaluation models were fitted without them",
+        )
         if current is not None and current.version == version:
             decision = gate.GateDecision(
                 promoted=False, forced=False, reason=f"version {version} is already the champion"
@@ -324,7 +361,9 @@ def evaluate_and_promote(
         else:
             incumbent = None
             if current is not None:
-                incumbent = evaluate(registry.load_model(cur, current.version, settings.model_cache_dir), holdout)
+                incumbent = evaluate(
+                    registry.load_model(cur, current.version, settings.model_cache_dir, evaluation=True), holdout
+                )
                 figures["champion"] = {"version": current.version, **_headline(incumbent)}
             decision = gate.decide(
                 challenger,

@@ -36,6 +36,7 @@ def test_migrations_are_recorded_and_idempotent(fresh_db: str) -> None:
         "002_analyst_views.sql",
         "003_lean_segment_writes.sql",
         "004_segment_writes_without_fk_check.sql",
+        "005_evaluation_model.sql",
     ]
 
 
