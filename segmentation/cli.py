@@ -125,6 +125,28 @@ def cmd_predict(args: argparse.Namespace) -> None:
     _emit(predict_one(values, cache_dir=get_settings().model_cache_dir))
 
 
+def parse_customer_id(text: str) -> int:
+    """A customer id from the command line; DataError naming the bad value otherwise."""
+    import re
+
+    from segmentation.errors import DataError
+
+    stripped = text.strip()
+    if not re.fullmatch(r"[0-9]{1,19}", stripped) or int(stripped) > 2**63 - 1:
+        raise DataError(f"customer id {text!r} is not a customer id; expected a whole number from 0 to 2^63-1")
+    return int(stripped)
+
+
+def cmd_explain(args: argparse.Namespace) -> None:
+    from segmentation.config import get_settings
+    from segmentation.db import connect
+    from segmentation.explain import explain_customer
+
+    customer_id = parse_customer_id(args.customer_id)
+    with connect() as conn, conn.cursor() as cur:
+        _emit(explain_customer(cur, customer_id, cache_dir=get_settings().model_cache_dir))
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from segmentation.report import segment_report
 
@@ -196,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
             dest=column,
             help=f"one of {', '.join(allowed)}" if allowed else "a number",
         )
+    explain = add("explain", cmd_explain, "why a scored customer is in its segment: top reasons, as JSON")
+    explain.add_argument("customer_id", help="the customer's id")
     add("report", cmd_report, "segment summary, model and segment profiles, and how to query them")
     model = add("model", lambda a: model.print_help(), "the model registry")
     model_sub = model.add_subparsers(dest="model_command", required=True)
