@@ -8,9 +8,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import clone
 
 from segmentation.candidates import PARAM_GRIDS, build_candidate
-from segmentation.columns import KAGGLE_COLUMNS, SEGMENTS
+from segmentation.columns import KAGGLE_COLUMNS, MODEL_INPUT_COLUMNS, SEGMENTS
 from segmentation.errors import DataError, ModelError
 from segmentation.features import derive_features
 from segmentation.metrics import evaluate
@@ -62,12 +63,39 @@ def test_train_model_result(result: TrainingResult, labelled: pd.DataFrame) -> N
     json.dumps([result.params, result.metrics, result.comparison, result.label_shares])  # JSON-safe
 
 
-def test_train_model_pipeline_is_fitted_on_train_split_only(result: TrainingResult, labelled: pd.DataFrame) -> None:
+def _rows_seen(pipeline) -> int:
+    return pipeline.named_steps["features"].named_transformers_["numeric"].named_steps["scale"].n_samples_seen_
+
+
+def test_evaluation_pipeline_is_fitted_on_train_split_only(result: TrainingResult, labelled: pd.DataFrame) -> None:
     for key, value in result.params.items():
         assert result.pipeline.get_params()[key] == value
+        assert result.eval_pipeline.get_params()[key] == value
     one_hot = train_model(labelled, options(random_state=3))
-    scaler = one_hot.pipeline.named_steps["features"].named_transformers_["numeric"].named_steps["scale"]
-    assert scaler.n_samples_seen_ == one_hot.n_train
+    assert _rows_seen(one_hot.eval_pipeline) == one_hot.n_train
+
+
+def test_served_pipeline_is_refitted_on_every_labelled_row(labelled: pd.DataFrame) -> None:
+    train, holdout = labelled.iloc[:1600], labelled.iloc[1600:]
+    opts = options(candidates=["logistic_regression"], random_state=0)
+    result = train_model(train, opts, holdout=holdout)
+    assert result.n_served == len(labelled) == _rows_seen(result.pipeline)
+    assert _rows_seen(result.eval_pipeline) == len(train)
+    X = derive_features(labelled).loc[:, list(MODEL_INPUT_COLUMNS)]
+    by_hand = clone(result.eval_pipeline).fit(X, labelled["segment"])
+    np.testing.assert_allclose(result.pipeline.predict_proba(X), by_hand.predict_proba(X))
+    assert not np.allclose(result.pipeline.predict_proba(X), result.eval_pipeline.predict_proba(X))
+    # The holdout metrics are the evaluation model's, not the served model's.
+    assert evaluate(result.eval_pipeline, holdout)["log_loss"] == pytest.approx(result.metrics["log_loss"])
+    assert evaluate(result.pipeline, holdout)["log_loss"] != pytest.approx(result.metrics["log_loss"])
+
+
+def test_refit_keeps_the_row_cap_and_can_be_switched_off(labelled: pd.DataFrame) -> None:
+    train, holdout = labelled.iloc[:1600], labelled.iloc[1600:]
+    capped = train_model(train, options(row_cap=1000, random_state=0), holdout=holdout)
+    assert capped.n_served == 1000 == _rows_seen(capped.pipeline)
+    kept = train_model(train, options(refit=False, random_state=0), holdout=holdout)
+    assert kept.pipeline is kept.eval_pipeline and kept.n_served == kept.n_train == len(train)
 
 
 def test_trained_hist_gradient_boosting_keeps_native_categories(result: TrainingResult) -> None:
@@ -167,7 +195,7 @@ def test_train_model_with_a_given_holdout_evaluates_exactly_it(labelled: pd.Data
     result = train_model(train, options(candidates=["logistic_regression"], random_state=0), holdout=holdout)
     assert (result.n_train, result.n_holdout) == (len(train), len(holdout))
     assert sum(map(sum, result.metrics["confusion_matrix"])) == len(holdout)
-    again = evaluate(result.pipeline, holdout)
+    again = evaluate(result.eval_pipeline, holdout)
     assert again["accuracy"] == pytest.approx(result.metrics["accuracy"])
     assert again["log_loss"] == pytest.approx(result.metrics["log_loss"])
 
