@@ -12,11 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from segmentation import locks
+from segmentation import locks, signing
 from segmentation.config import PROJECT_ROOT
 from segmentation.errors import ModelError
 
 log = logging.getLogger(__name__)
+
+# The artifact kind named in its signature (other kinds, e.g. an evaluation artifact, sign their own column).
+ARTIFACT = "artifact"
 
 
 @dataclass(frozen=True)
@@ -82,8 +85,13 @@ def register(
     profiles: dict[str, Any],
     trigger: str,
     run_id: str,
+    key: bytes | None = None,
 ) -> int:
-    """Insert a candidate version with its artifact; returns the new version number."""
+    """Insert a candidate version with its signed artifact; returns the new version number.
+
+    ``key`` is the signing key (default: :func:`segmentation.signing.signing_key`).
+    """
+    key = key or signing.signing_key()
     data, sha = serialise(model)
     cur.execute(
         """INSERT INTO segmentation.model_versions
@@ -105,6 +113,11 @@ def register(
         ),
     )
     version = int(cur.fetchone()[0])
+    # The signature binds the artifact to its version number, known only after the insert.
+    cur.execute(
+        "UPDATE segmentation.model_versions SET artifact_hmac = %s WHERE version = %s",
+        (signing.sign(key, version, ARTIFACT, data), version),
+    )
     log.info("registered model version %d (%s, sha256 %s, %d bytes)", version, model_name, sha[:12], len(data))
     return version
 
@@ -163,23 +176,37 @@ def _artifact(cur: Any, version: int) -> bytes:
     return bytes(cur.fetchone()[0])
 
 
-def load_model(cur: Any, version: int, cache_dir: Path | None = None) -> Any:
-    """Load a version's fitted pipeline from the database, verifying its sha256.
+def _signature(cur: Any, version: int) -> str | None:
+    cur.execute("SELECT artifact_hmac FROM segmentation.model_versions WHERE version = %s", (version,))
+    row = cur.fetchone()
+    return row[0] if row else None
 
-    With ``cache_dir``, a verified local copy keyed by sha256 saves the download on later tasks of the same
-    worker.
+
+def load_model(cur: Any, version: int, cache_dir: Path | None = None, *, key: bytes | None = None) -> Any:
+    """Load a version's fitted pipeline from the database, verifying its signature and sha256 first.
+
+    The signature (:mod:`segmentation.signing`) is checked before anything is unpickled; ``key`` defaults to
+    :func:`segmentation.signing.signing_key`. With ``cache_dir``, a verified local copy keyed by sha256 saves
+    the download on later tasks of the same worker; it is verified the same way.
     """
+    key = key or signing.signing_key()
     meta = get_version(cur, version)
+    signature = _signature(cur, version)
     if cache_dir is None:
-        return deserialise(_artifact(cur, version), meta.sha256, version)
+        data = _artifact(cur, version)
+        signing.verify(key, version, ARTIFACT, data, signature)
+        return deserialise(data, meta.sha256, version)
     cached = cache_dir / f"{meta.sha256.strip()}.joblib"
     if cached.exists():
         try:
-            return deserialise(cached.read_bytes(), meta.sha256, version)
+            data = cached.read_bytes()
+            signing.verify(key, version, ARTIFACT, data, signature)
+            return deserialise(data, meta.sha256, version)
         except ModelError:
-            log.warning("cached artifact %s is corrupt; loading from the database", cached)
+            log.warning("cached artifact %s is corrupt or unsigned; loading from the database", cached)
             cached.unlink(missing_ok=True)
     data = _artifact(cur, version)
+    signing.verify(key, version, ARTIFACT, data, signature)
     model = deserialise(data, meta.sha256, version)
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
@@ -189,6 +216,27 @@ def load_model(cur: Any, version: int, cache_dir: Path | None = None) -> Any:
     except OSError as exc:
         log.warning("cannot cache model artifact locally: %s", exc)
     return model
+
+
+def sign_version(cur: Any, version: int, *, key: bytes | None = None) -> str:
+    """Re-sign a version's stored artifact (an operator's decision that it is trusted); returns the signature.
+
+    For versions registered before signatures existed, or after the key was rotated. The sha256 must still
+    match, so a corrupt artifact is never signed.
+    """
+    key = key or signing.signing_key()
+    meta = get_version(cur, version)
+    data = _artifact(cur, version)
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != meta.sha256.strip():
+        raise ModelError(
+            f"model version {version} artifact has sha256 {actual}, not the registered {meta.sha256.strip()}; "
+            "refusing to sign it"
+        )
+    signature = signing.sign(key, version, ARTIFACT, data)
+    cur.execute("UPDATE segmentation.model_versions SET artifact_hmac = %s WHERE version = %s", (signature, version))
+    log.info("model version %d re-signed", version)
+    return signature
 
 
 def promote(cur: Any, version: int, *, reason: str, forced: bool = False) -> None:

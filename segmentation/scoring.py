@@ -143,9 +143,7 @@ ON CONFLICT (customer_id) DO UPDATE SET
 """
 
 
-def score_queued(
-    cur: Any, model: Any, *, run_id: str, shard: int, model_version: int, chunk_size: int
-) -> ShardResult:
+def score_queued(cur: Any, model: Any, *, run_id: str, shard: int, model_version: int, chunk_size: int) -> ShardResult:
     """Score the customers queued for one shard, chunk by chunk into a staging table, then upsert them in the
     caller's transaction.
 
@@ -220,3 +218,12 @@ def _add_lap(phases: dict[str, float], phase: str, since: float) -> float:
     now = time.perf_counter()
     phases[phase] += now - since
     return now
+
+
+def release_run(cur: Any, run_id: str) -> int:
+    """Drop a run's queued scoring work (a failed or abandoned run); returns the work items released."""
+    cur.execute("DELETE FROM segmentation.score_queue WHERE run_id = %s", (run_id,))
+    released = cur.rowcount
+    if released:
+        log.info("run %s: released %d queued scoring items", run_id, released)
+    return released
