@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -49,6 +50,8 @@ def fingerprint(rows: int, seed: int, csvs: list[Path] | None = None) -> tuple[i
             "SEGMENTATION_DATA_DIR": str(Path(folder) / "data"),
             "SEGMENTATION_MODELS_DIR": str(Path(folder) / "models"),
             "SEGMENTATION_RANDOM_STATE": "42",
+            # A throw-away database named by URL: sign its models with a throw-away key.
+            "SEGMENTATION_MODEL_SIGNING_KEY": os.environ.get("SEGMENTATION_MODEL_SIGNING_KEY") or secrets.token_hex(32),
         }
         _cli(env, "init-db")
         if csvs:

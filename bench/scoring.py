@@ -40,6 +40,7 @@ import datetime as dt
 import json
 import os
 import platform
+import secrets
 import shlex
 import subprocess
 import sys
@@ -396,6 +397,8 @@ def _configure(args: argparse.Namespace, tmp: Path) -> None:
     os.environ["SEGMENTATION_MODELS_DIR"] = str(tmp / "models")
     os.environ["SEGMENTATION_TRAIN_ROW_CAP"] = "20000"
     os.environ["SEGMENTATION_CV_FOLDS"] = "2"
+    # A throw-away database named by URL: sign its models with a throw-away key.
+    os.environ.setdefault("SEGMENTATION_MODEL_SIGNING_KEY", secrets.token_hex(32))
     if args.candidates:
         os.environ["SEGMENTATION_CANDIDATES"] = args.candidates
     if args.shard_size:

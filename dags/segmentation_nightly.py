@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, TriggerRule, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from segmentation.config import CHAMPION_ASSET_NAME, DB_POOL_NAME
+from segmentation.dag_defaults import default_args, training_task_args
 
 DOC_MD = """
 ### Nightly customer segmentation
@@ -40,13 +41,8 @@ Analysts query `segmentation.current_segments`, `segment_summary` and `segment_c
     max_active_runs=1,
     tags=["segmentation", "nightly", "scoring"],
     doc_md=DOC_MD,
-    default_args={
-        "owner": "data-team",
-        "retries": 3,
-        "retry_delay": timedelta(minutes=1),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=20),
-    },
+    # Retries, execution_timeout from settings and the failure callback that records and announces a failure.
+    default_args=default_args(),
 )
 def segmentation_nightly() -> None:
     # Every task reads the run id from its Airflow context; XCom carries only small figures.
@@ -72,7 +68,7 @@ def segmentation_nightly() -> None:
 
         return tasks.build_features(run_id)
 
-    @task
+    @task(**training_task_args())  # its own timeout, at most one retry
     def retrain_if_due(run_id: str | None = None) -> dict:
         from segmentation import tasks
 

@@ -8,6 +8,7 @@ from airflow.sdk import Asset, Param, dag, task
 
 from segmentation.columns import CANDIDATE_NAMES
 from segmentation.config import CHAMPION_ASSET_NAME
+from segmentation.dag_defaults import default_args, training_task_args
 
 DOC_MD = """
 ### Retrain the segmentation model
@@ -33,12 +34,8 @@ promotion is a successful run whose `promote` task says why. A promotion updates
     max_active_runs=1,
     tags=["segmentation", "training"],
     doc_md=DOC_MD,
-    default_args={
-        "owner": "data-team",
-        "retries": 1,
-        "retry_delay": timedelta(minutes=2),
-        "retry_exponential_backoff": True,
-    },
+    # Retries, execution_timeout from settings and the failure callback that records and announces a failure.
+    default_args=default_args(retry_delay=timedelta(minutes=2)),
     params={
         "force_promote": Param(False, type="boolean", description="promote even if the gate refuses"),
         "cv_folds": Param(5, type="integer", minimum=2, maximum=20, description="cross-validation folds"),
@@ -52,7 +49,7 @@ promotion is a successful run whose `promote` task says why. A promotion updates
     },
 )
 def segmentation_retrain() -> None:
-    @task
+    @task(**training_task_args())  # its own timeout, at most one retry
     def train(run_id: str | None = None, params: dict | None = None) -> int:
         from segmentation import tasks
 

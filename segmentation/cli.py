@@ -164,11 +164,20 @@ def cmd_model_list(args: argparse.Namespace) -> None:
 
 def cmd_model_promote(args: argparse.Namespace) -> None:
     from segmentation import registry
-    from segmentation.db import connect
+    from segmentation.db import connect, training_database_url
 
-    with connect() as conn, conn.cursor() as cur:
+    with connect(training_database_url()) as conn, conn.cursor() as cur:
         registry.promote(cur, args.version, reason=args.reason, forced=True)
     _emit({"champion": args.version, "reason": args.reason})
+
+
+def cmd_model_sign(args: argparse.Namespace) -> None:
+    from segmentation import registry
+    from segmentation.db import connect, training_database_url
+
+    with connect(training_database_url()) as conn, conn.cursor() as cur:
+        signature = registry.sign_version(cur, args.version)
+    _emit({"signed": args.version, "artifact_hmac": signature[:12] + "…"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -229,6 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("version", type=int)
     promote.add_argument("--reason", default="promoted by an operator")
     promote.set_defaults(func=cmd_model_promote)
+    sign = model_sub.add_parser(
+        "sign", help="re-sign VERSION's stored artifact with the signing key (after checking it is trusted)"
+    )
+    sign.add_argument("version", type=int)
+    sign.set_defaults(func=cmd_model_sign)
     return parser
 
 

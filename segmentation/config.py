@@ -83,6 +83,17 @@ class Settings:
     compare_row_cap: int = 20_000
     # Recorded with each scored shard; the host name unless several workers share a host.
     worker_name: str = ""
+    # Airflow tasks: retries and the execution timeout of every task; training gets its own, longer timeout
+    # and at most one retry (a failed fit rarely succeeds on the same data).
+    task_retries: int = 3
+    task_timeout_minutes: int = 120
+    train_timeout_minutes: int = 360
+    # Alerts (segmentation.alerts): a segment share that moved more than this many percentage points since
+    # the last run; the Airflow SMTP connection that delivers them and the recipients.
+    share_alert_points: float = 5.0
+    alerts_conn_id: str = "segmentation_alerts"
+    alerts_to: tuple[str, ...] = field(default_factory=tuple)
+    alerts_from: str = "segmentation@localhost"
 
     @property
     def model_cache_dir(self) -> Path:
@@ -121,6 +132,13 @@ def get_settings() -> Settings:
         tune_scoring=_choice("TUNE_SCORING", "neg_log_loss", TUNE_SCORINGS),
         compare_row_cap=_number("COMPARE_ROW_CAP", 20_000, 100, 100_000_000),
         worker_name=_env("WORKER_NAME", "").strip() or socket.gethostname(),
+        task_retries=_number("TASK_RETRIES", 3, 1, 10),
+        task_timeout_minutes=_number("TASK_TIMEOUT_MINUTES", 120, 1, 7 * 24 * 60),
+        train_timeout_minutes=_number("TRAIN_TIMEOUT_MINUTES", 360, 1, 7 * 24 * 60),
+        share_alert_points=_number("SHARE_ALERT", 5.0, 0.0, 100.0),
+        alerts_conn_id=_env("ALERTS_CONN_ID", "segmentation_alerts").strip(),
+        alerts_to=tuple(a.strip() for a in _env("ALERTS_TO", "").split(",") if a.strip()),
+        alerts_from=_env("ALERTS_FROM", "segmentation@localhost").strip(),
     )
 
 

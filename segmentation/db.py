@@ -132,6 +132,29 @@ def resolve_database_url(settings: Settings | None = None) -> str:
     return _resolve_fallback(settings.airflow_conn_id, settings.data_dir)
 
 
+def uses_embedded_server(settings: Settings | None = None) -> bool:
+    """Whether the customer database is the embedded demo server (no URL and no Airflow connection)."""
+    settings = settings or get_settings()
+    return not settings.database_url and _airflow_connection_url(settings.airflow_conn_id) is None
+
+
+TRAINING_URL_ENV = "SEGMENTATION_TRAINING_DATABASE_URL"
+TRAINING_CONN_ID = "segmentation_db_training"
+
+
+def training_database_url(settings: Settings | None = None) -> str:
+    """The login that registers and promotes model versions (the scoring login only reads them).
+
+    ``SEGMENTATION_TRAINING_DATABASE_URL``, else inside Airflow the connection ``segmentation_db_training``,
+    else the customer database URL (the embedded demo and single-login set-ups).
+    """
+    settings = settings or get_settings()
+    url = os.environ.get(TRAINING_URL_ENV) or _airflow_connection_url(TRAINING_CONN_ID)
+    if url:
+        return url
+    return resolve_database_url(settings)
+
+
 @lru_cache(maxsize=8)
 def _resolve_fallback(conn_id: str, data_dir: Path) -> str:
     url = _airflow_connection_url(conn_id)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from segmentation.columns import ATTRIBUTE_COLUMNS, CATEGORICAL_COLUMNS, NUMERIC_COLUMNS
+from segmentation.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -86,25 +87,43 @@ def psi(expected: list[float], actual: list[float]) -> float:
     return float(np.sum((a - e) * np.log(a / e)))
 
 
+def _known(column: str, allowed: tuple[str, ...] | list[str], kind: str) -> str:
+    """``column`` if it is one of the model's known input columns of ``kind``; it is then safe in SQL text."""
+    if column not in allowed:
+        raise ModelError(
+            f"the champion's data fingerprint names {kind} column {column!r}, which is not an input column; "
+            f"expected one of {list(allowed)}. Drift was not computed"
+        )
+    return column
+
+
 def current_drift(cur: Any, reference: dict[str, Any]) -> dict[str, float]:
-    """PSI per column of today's ``customer_features`` against the training reference, computed in SQL."""
+    """PSI per column of today's ``customer_features`` against the training reference, computed in SQL.
+
+    Column names come from the stored fingerprint, so only known input columns (``segmentation.columns``)
+    are accepted before any SQL is built; a numeric column's buckets come from ``width_bucket`` over the
+    stored edges.
+    """
     drift: dict[str, float] = {}
+    stored_categorical = reference.get("categorical", {})
+    categorical = {_known(c, CATEGORICAL_COLUMNS, "categorical"): v for c, v in stored_categorical.items()}
+    numeric = {_known(c, NUMERIC_COLUMNS, "numeric"): v for c, v in reference.get("numeric", {}).items()}
     cur.execute("SELECT count(*) FROM segmentation.customer_features")
     total = int(cur.fetchone()[0])
     if total == 0:
         return drift
-    for column, expected in reference.get("categorical", {}).items():
+    for column, expected in categorical.items():
         cur.execute(
             f"SELECT coalesce({column}, %s), count(*) FROM segmentation.customer_features GROUP BY 1", (MISSING,)
         )
         actual = {str(k): n / total for k, n in cur.fetchall()}
         keys = sorted(set(expected) | set(actual))
         drift[column] = psi([expected.get(k, 0.0) for k in keys], [actual.get(k, 0.0) for k in keys])
-    for column, ref in reference.get("numeric", {}).items():
-        edges = ref["edges"]
+    for column, ref in numeric.items():
+        edges = [float(e) for e in ref["edges"]]
+        # width_bucket(x, edges) counts the edges <= x (edges ascending), as _bucket_shares does in training.
         cur.execute(
-            f"""SELECT CASE WHEN {column} IS NULL THEN %s
-                            ELSE (SELECT count(*) FROM unnest(%s::float8[]) AS e WHERE e <= {column}) END,
+            f"""SELECT CASE WHEN {column} IS NULL THEN %s ELSE width_bucket({column}::float8, %s::float8[]) END,
                        count(*)
                 FROM segmentation.customer_features GROUP BY 1""",
             (len(edges) + 1, edges),
@@ -113,6 +132,35 @@ def current_drift(cur: Any, reference: dict[str, Any]) -> dict[str, float]:
         actual = [counts.get(i, 0) / total for i in range(len(edges) + 2)]
         drift[column] = psi(ref["shares"], actual)
     return {k: round(v, 6) for k, v in drift.items()}
+
+
+def share_moves(cur: Any, run_id: str, points: float) -> dict[str, dict[str, Any]]:
+    """Segments whose share (``segment_share`` in ``drift_metrics``) moved more than ``points`` percentage
+    points between the last earlier run that recorded shares and ``run_id``."""
+    cur.execute(
+        """SELECT run_id FROM segmentation.drift_metrics
+           WHERE metric = 'segment_share' AND run_id <> %s
+           GROUP BY run_id ORDER BY max(computed_at) DESC LIMIT 1""",
+        (run_id,),
+    )
+    row = cur.fetchone()
+    if row is None:
+        return {}
+    previous = row[0]
+    cur.execute(
+        """SELECT subject, run_id, value FROM segmentation.drift_metrics
+           WHERE metric = 'segment_share' AND run_id IN (%s, %s)""",
+        (previous, run_id),
+    )
+    shares: dict[str, dict[str, float]] = {}
+    for segment, run, value in cur.fetchall():
+        shares.setdefault(segment, {})["after" if run == run_id else "before"] = float(value or 0.0)
+    moved = {}
+    for segment, pair in sorted(shares.items()):
+        before, after = pair.get("before", 0.0), pair.get("after", 0.0)
+        if abs(after - before) * 100 > points:
+            moved[segment] = {"before": before, "after": after, "since_run": previous}
+    return moved
 
 
 def record_drift(cur: Any, run_id: str, drift: dict[str, float]) -> None:

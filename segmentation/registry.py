@@ -12,11 +12,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from segmentation import locks
+from segmentation import locks, signing
 from segmentation.config import PROJECT_ROOT
 from segmentation.errors import ModelError
 
 log = logging.getLogger(__name__)
+
+# The artifact kinds named in their signatures: the served model and the evaluation model.
+ARTIFACT = "artifact"
+EVAL_ARTIFACT = "eval_artifact"
+# Per kind: the columns holding its bytes, sha256 and signature.
+_COLUMNS: dict[str, tuple[str, str, str]] = {
+    ARTIFACT: ("artifact", "sha256", "artifact_hmac"),
+    EVAL_ARTIFACT: ("eval_artifact", "eval_sha256", "eval_artifact_hmac"),
+}
 
 
 @dataclass(frozen=True)
@@ -84,13 +93,16 @@ def register(
     run_id: str,
     eval_model: Any | None = None,
     explain_background: list[dict[str, Any]] | None = None,
+    key: bytes | None = None,
 ) -> int:
-    """Insert a candidate version with its artifact; returns the new version number.
+    """Insert a candidate version with its signed artifacts; returns the new version number.
 
     ``model`` is the model that scores; ``eval_model`` (stored as ``eval_artifact``) the one the promotion gate
     evaluates, fitted without the stable holdout. ``explain_background``: rows of attributes that
-    segmentation.explain measures effects against.
+    segmentation.explain measures effects against. ``key`` is the signing key (default:
+    :func:`segmentation.signing.signing_key`).
     """
+    key = key or signing.signing_key()
     data, sha = serialise(model)
     eval_data, eval_sha = serialise(eval_model) if eval_model is not None else (None, None)
     cur.execute(
@@ -116,6 +128,16 @@ def register(
         ),
     )
     version = int(cur.fetchone()[0])
+    # The signatures bind the artifacts to their version number, known only after the insert.
+    cur.execute(
+        """UPDATE segmentation.model_versions SET artifact_hmac = %s, eval_artifact_hmac = %s
+           WHERE version = %s""",
+        (
+            signing.sign(key, version, ARTIFACT, data),
+            signing.sign(key, version, EVAL_ARTIFACT, eval_data) if eval_data is not None else None,
+            version,
+        ),
+    )
     log.info("registered model version %d (%s, sha256 %s, %d bytes)", version, model_name, sha[:12], len(data))
     return version
 
@@ -169,50 +191,65 @@ def list_versions(cur: Any) -> list[dict[str, Any]]:
     return [dict(zip(keys, row, strict=True)) for row in cur.fetchall()]
 
 
-def _artifact(cur: Any, version: int, *, evaluation: bool = False) -> bytes:
-    column = "eval_artifact" if evaluation else "artifact"
-    cur.execute(f"SELECT {column} FROM segmentation.model_versions WHERE version = %s", (version,))
-    return bytes(cur.fetchone()[0])
-
-
-def _eval_sha256(cur: Any, version: int) -> str | None:
-    cur.execute("SELECT eval_sha256 FROM segmentation.model_versions WHERE version = %s", (version,))
+def _stored(cur: Any, version: int, kind: str) -> tuple[bytes | None, str | None, str | None]:
+    """A version's artifact bytes of ``kind``, their registered sha256 and their signature."""
+    data_col, sha_col, hmac_col = _COLUMNS[kind]
+    cur.execute(
+        f"SELECT {data_col}, {sha_col}, {hmac_col} FROM segmentation.model_versions WHERE version = %s",
+        (version,),
+    )
     row = cur.fetchone()
-    return row[0] if row and row[0] else None
+    if row is None:
+        raise ModelError(f"model version {version} does not exist; see `segmentation model list`")
+    data, sha, signature = row
+    return (bytes(data) if data is not None else None), sha, signature
 
 
-def load_model(cur: Any, version: int, cache_dir: Path | None = None, *, evaluation: bool = False) -> Any:
-    """Load a version's fitted pipeline from the database, verifying its sha256.
+def load_model(
+    cur: Any,
+    version: int,
+    cache_dir: Path | None = None,
+    *,
+    evaluation: bool = False,
+    key: bytes | None = None,
+) -> Any:
+    """Load a version's fitted pipeline from the database, verifying its signature and sha256 first.
 
-    ``evaluation`` loads the evaluation model (fitted without the stable holdout) instead of the served one;
-    a version registered without one (before the served model was refitted on every row) has only the served
-    model, which was itself fitted without the holdout, so that one is returned. With ``cache_dir``, a
-    verified local copy keyed by sha256 saves the download on later tasks of the same worker.
+    The signature (:mod:`segmentation.signing`) is checked before anything is unpickled; ``key`` defaults to
+    :func:`segmentation.signing.signing_key`. ``evaluation`` loads the evaluation model (fitted without the
+    stable holdout) instead of the served one; a version registered without one (before the served model was
+    refitted on every row) has only the served model, which was itself fitted without the holdout, so that
+    one is returned. With ``cache_dir``, a verified local copy keyed by sha256 saves the download on later
+    tasks of the same worker; it is verified the same way.
     """
-    meta = get_version(cur, version)
-    sha = meta.sha256
+    key = key or signing.signing_key()
+    kind = ARTIFACT
     if evaluation:
-        eval_sha = _eval_sha256(cur, version)
-        evaluation = eval_sha is not None
-        sha = eval_sha or sha
-    if cache_dir is None:
-        return deserialise(_artifact(cur, version, evaluation=evaluation), sha, version)
-    cached = cache_dir / f"{sha.strip()}.joblib"
-    if cached.exists():
+        _, eval_sha, _ = _stored(cur, version, EVAL_ARTIFACT)
+        kind = EVAL_ARTIFACT if eval_sha else ARTIFACT
+    data, sha, signature = _stored(cur, version, kind)
+    if data is None or sha is None:
+        raise ModelError(f"model version {version} has no {kind}")
+    sha = sha.strip()
+    cached = cache_dir / f"{sha}.joblib" if cache_dir is not None else None
+    if cached is not None and cached.exists():
         try:
-            return deserialise(cached.read_bytes(), sha, version)
+            local = cached.read_bytes()
+            signing.verify(key, version, kind, local, signature)
+            return deserialise(local, sha, version)
         except ModelError:
-            log.warning("cached artifact %s is corrupt; loading from the database", cached)
+            log.warning("cached artifact %s is corrupt or unsigned; loading from the database", cached)
             cached.unlink(missing_ok=True)
-    data = _artifact(cur, version, evaluation=evaluation)
+    signing.verify(key, version, kind, data, signature)
     model = deserialise(data, sha, version)
-    try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(f".{os.getpid()}.tmp")  # workers sharing a cache never clash
-        tmp.write_bytes(data)
-        tmp.replace(cached)
-    except OSError as exc:
-        log.warning("cannot cache model artifact locally: %s", exc)
+    if cached is not None:
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_suffix(f".{os.getpid()}.tmp")  # workers sharing a cache never clash
+            tmp.write_bytes(data)
+            tmp.replace(cached)
+        except OSError as exc:
+            log.warning("cannot cache model artifact locally: %s", exc)
     return model
 
 
@@ -221,6 +258,35 @@ def explain_background(cur: Any, version: int) -> list[dict[str, Any]] | None:
     cur.execute("SELECT explain_background FROM segmentation.model_versions WHERE version = %s", (version,))
     row = cur.fetchone()
     return row[0] if row else None
+
+
+def sign_version(cur: Any, version: int, *, key: bytes | None = None) -> str:
+    """Re-sign a version's stored artifacts (an operator's decision that they are trusted); returns the signature.
+
+    For versions registered before signatures existed, or after the key was rotated. Each sha256 must still
+    match, so a corrupt artifact is never signed.
+    """
+    key = key or signing.signing_key()
+    signatures: dict[str, str | None] = {}
+    for kind in (ARTIFACT, EVAL_ARTIFACT):
+        data, sha, _ = _stored(cur, version, kind)
+        if data is None or sha is None:
+            signatures[kind] = None
+            continue
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != sha.strip():
+            raise ModelError(
+                f"model version {version} {kind} has sha256 {actual}, not the registered {sha.strip()}; "
+                "refusing to sign it"
+            )
+        signatures[kind] = signing.sign(key, version, kind, data)
+    cur.execute(
+        """UPDATE segmentation.model_versions SET artifact_hmac = %s, eval_artifact_hmac = %s
+           WHERE version = %s""",
+        (signatures[ARTIFACT], signatures[EVAL_ARTIFACT], version),
+    )
+    log.info("model version %d re-signed", version)
+    return str(signatures[ARTIFACT])
 
 
 def promote(cur: Any, version: int, *, reason: str, forced: bool = False) -> None:

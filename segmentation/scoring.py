@@ -218,3 +218,12 @@ def _add_lap(phases: dict[str, float], phase: str, since: float) -> float:
     now = time.perf_counter()
     phases[phase] += now - since
     return now
+
+
+def release_run(cur: Any, run_id: str) -> int:
+    """Drop a run's queued scoring work (a failed or abandoned run); returns the work items released."""
+    cur.execute("DELETE FROM segmentation.score_queue WHERE run_id = %s", (run_id,))
+    released = cur.rowcount
+    if released:
+        log.info("run %s: released %d queued scoring items", run_id, released)
+    return released

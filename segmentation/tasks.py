@@ -18,15 +18,21 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from segmentation import gate, locks, registry, scoring
+from segmentation import alerts, gate, locks, registry, scoring, signing
 from segmentation.cleaning import check_reject_share, reason_counts, validate
 from segmentation.columns import ATTRIBUTE_COLUMNS, CUSTOMER_ID, DERIVED_COLUMNS, SEGMENT, SEGMENTS
 from segmentation.config import Settings, get_settings
-from segmentation.db import connect
-from segmentation.errors import DataError, ModelError
+from segmentation.db import connect, training_database_url
+from segmentation.errors import DataError, ModelError, RejectThresholdExceeded
 from segmentation.features import derived_columns_sql
 from segmentation.loading import write_rejects
-from segmentation.monitoring import current_drift, record_drift, record_run_metrics, reference_distributions
+from segmentation.monitoring import (
+    current_drift,
+    record_drift,
+    record_run_metrics,
+    reference_distributions,
+    share_moves,
+)
 from segmentation.pgcopy import copy_binary_in, copy_frame_out
 
 if TYPE_CHECKING:
@@ -72,7 +78,11 @@ def _step(run_id: str, step: str, url: str | None) -> Iterator[tuple[Any, dict[s
 
 
 def start_run(run_id: str, dag_id: str = "cli", url: str | None = None) -> str:
-    """Open (or reopen, on a re-run) the audit row of a run."""
+    """Open (or reopen, on a re-run) the audit row of a run.
+
+    Fails first, with a ConfigError naming the variable, when there is no model signing key.
+    """
+    signing.signing_key()
     with connect(url) as conn, conn.cursor() as cur:
         cur.execute(
             """INSERT INTO segmentation.pipeline_runs (run_id, dag_id) VALUES (%s, %s)
@@ -120,7 +130,11 @@ def clean(run_id: str, *, url: str | None = None, settings: Settings | None = No
         check_source_columns(cur)
         raw = copy_frame_out(cur, _CLEAN_CANDIDATES_SQL)
         result = validate(raw)
-        check_reject_share(len(raw), result.rejects, settings.reject_threshold)
+        try:
+            check_reject_share(len(raw), result.rejects, settings.reject_threshold)
+        except RejectThresholdExceeded as exc:
+            alerts.raise_alert("batch_refused", str(exc), run_id=run_id, task_id="clean", url=url, settings=settings)
+            raise
         clean_rows = result.clean.rename(columns={"updated_at": "source_updated_at"})
         cur.execute(
             "CREATE TEMP TABLE clean_stage (LIKE segmentation.clean_customers INCLUDING DEFAULTS) ON COMMIT DROP"
@@ -257,6 +271,7 @@ def train(
     from segmentation.training import train_model
 
     settings = settings or get_settings()
+    url = url or training_database_url(settings)  # the login that may register model versions
     options = training_options(settings, candidates=candidates, cv_folds=cv_folds, row_cap=row_cap)
     with _step(run_id, "train", url) as (cur, figures):
         labelled = _labelled_features(cur)
@@ -344,6 +359,7 @@ def evaluate_and_promote(
     from segmentation.metrics import evaluate
 
     settings = settings or get_settings()
+    url = url or training_database_url(settings)  # the login that may promote model versions
     with _step(run_id, "promote", url) as (cur, figures):
         current = registry.champion(cur)
         labelled = _labelled_features(cur)
@@ -378,6 +394,16 @@ def evaluate_and_promote(
             else:
                 registry.reject(cur, version, decision.reason)
         figures.update(promoted=decision.promoted, forced=decision.forced, reason=decision.reason)
+    if not decision.promoted and current is not None and current.version != version:
+        alerts.raise_alert(
+            "challenger_refused",
+            f"model version {version} was not promoted: {decision.reason}",
+            run_id=run_id,
+            task_id="promote",
+            details={"version": version, "champion": current.version},
+            url=url,
+            settings=settings,
+        )
     log.info("model version %d %s: %s", version, "promoted" if decision.promoted else "not promoted", decision.reason)
     return figures
 
@@ -392,6 +418,15 @@ def retrain_if_due(run_id: str, *, url: str | None = None, settings: Settings | 
         return {"trained": False}
     trigger, reason = due
     log.info("retrain due (%s): %s", trigger, reason)
+    if trigger == "drift":
+        alerts.raise_alert(
+            "drift_retrain",
+            f"retraining: {reason}",
+            run_id=run_id,
+            task_id="retrain_if_due",
+            url=url,
+            settings=settings,
+        )
     trained = train(run_id, trigger=trigger, url=url, settings=settings)
     decision = evaluate_and_promote(run_id, trained["version"], url=url, settings=settings)
     return {
@@ -457,15 +492,34 @@ def worker_identity(settings: Settings) -> str:
     return f"{settings.worker_name}:{os.getpid()}"
 
 
-def finalise(run_id: str, *, url: str | None = None) -> dict[str, Any]:
-    """Close the run: totals, data-quality figures in ``drift_metrics``, and an empty work queue."""
+def finalise(run_id: str, *, url: str | None = None, settings: Settings | None = None) -> dict[str, Any]:
+    """Close the run: totals, data-quality figures in ``drift_metrics``, and an empty work queue.
+
+    A run that failed before and now succeeds (a re-run of the same run id) is marked 'success' again. A
+    segment share that moved more than ``SEGMENTATION_SHARE_ALERT`` points since the last run raises an alert.
+    """
+    settings = settings or get_settings()
     with _step(run_id, "finalise", url) as (cur, figures):
-        cur.execute("DELETE FROM segmentation.score_queue WHERE run_id = %s", (run_id,))
+        scoring.release_run(cur, run_id)
         figures.update(record_run_metrics(cur, run_id))
+        moved = share_moves(cur, run_id, settings.share_alert_points)
         cur.execute(
-            """UPDATE segmentation.pipeline_runs SET status = 'success', finished_at = now()
+            """UPDATE segmentation.pipeline_runs SET status = 'success', finished_at = now(),
+                      failed_task = NULL, error = NULL
                WHERE run_id = %s""",
             (run_id,),
+        )
+    if moved:
+        text = ", ".join(f"{s} {m['before']:.1%} -> {m['after']:.1%}" for s, m in moved.items())
+        alerts.raise_alert(
+            "share_moved",
+            f"segment shares moved more than {settings.share_alert_points:g} points since run "
+            f"{next(iter(moved.values()))['since_run']}: {text}",
+            run_id=run_id,
+            task_id="finalise",
+            details=moved,
+            url=url,
+            settings=settings,
         )
     return figures
 

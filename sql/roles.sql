@@ -1,10 +1,16 @@
 -- Database roles, applied by `segmentation init-db --roles` (idempotent; re-run after migrations).
--- segmentation_pipeline writes the pipeline tables; segmentation_analyst reads the analyst views only,
--- never raw rejects or model artifacts. Both are NOLOGIN groups: grant them to login users.
+-- All are NOLOGIN groups: grant them to login users (docker/initdb does for the compose stack).
+--   segmentation_pipeline  clean, features and scoring: writes the pipeline tables, but only reads
+--                          model_versions, so a scoring credential can never replace a model artifact;
+--   segmentation_training  registers and promotes model versions (reads the feature and label tables);
+--   segmentation_analyst   reads the analyst views only, never raw rejects or model artifacts.
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'segmentation_pipeline') THEN
         CREATE ROLE segmentation_pipeline NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'segmentation_training') THEN
+        CREATE ROLE segmentation_training NOLOGIN;
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'segmentation_analyst') THEN
         CREATE ROLE segmentation_analyst NOLOGIN;
@@ -12,11 +18,24 @@ BEGIN
 END
 $$;
 
-GRANT USAGE ON SCHEMA segmentation TO segmentation_pipeline, segmentation_analyst;
+GRANT USAGE ON SCHEMA segmentation TO segmentation_pipeline, segmentation_training, segmentation_analyst;
 
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA segmentation TO segmentation_pipeline;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA segmentation TO segmentation_pipeline;
+-- Scoring loads models; it never changes them.
+REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON segmentation.model_versions FROM segmentation_pipeline;
+
+REVOKE ALL ON ALL TABLES IN SCHEMA segmentation FROM segmentation_training;
+GRANT SELECT ON ALL TABLES IN SCHEMA segmentation TO segmentation_training;
+GRANT INSERT, UPDATE ON segmentation.model_versions TO segmentation_training;
+GRANT USAGE, SELECT ON SEQUENCE segmentation.model_versions_version_seq TO segmentation_training;
+-- Its run's step figures (pipeline_runs) and drift figures.
+GRANT INSERT, UPDATE ON segmentation.pipeline_runs, segmentation.drift_metrics TO segmentation_training;
 
 REVOKE ALL ON ALL TABLES IN SCHEMA segmentation FROM segmentation_analyst;
 GRANT SELECT ON segmentation.current_segments, segmentation.segment_summary, segmentation.segment_changes
     TO segmentation_analyst;
+
+-- Alerts (sql/008): every role that raises one stores it; analysts do not see them.
+GRANT INSERT, UPDATE ON segmentation.alerts TO segmentation_training;
+GRANT USAGE, SELECT ON SEQUENCE segmentation.alerts_alert_id_seq TO segmentation_training;

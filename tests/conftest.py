@@ -21,6 +21,9 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TRAIN_CSV = SHARED_DATA / "customers_train.csv"
 NEW_CSV = SHARED_DATA / "customers_new.csv"
 ADMIN_ENV = "SEGMENTATION_TEST_ADMIN_URL"
+# Test databases are named by URL, so no local demo key is generated: every test process (and the Airflow
+# processes they start) signs and verifies model artifacts with this throw-away key.
+os.environ.setdefault("SEGMENTATION_MODEL_SIGNING_KEY", "test-only-model-signing-key-0123456789")
 
 _server_holder: dict[str, object] = {}
 

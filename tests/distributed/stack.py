@@ -95,6 +95,7 @@ class AirflowStack:
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             "AIRFLOW_CONN_SEGMENTATION_DB": airflow_connection(customer_url),
             "SEGMENTATION_THREADS": "1",
+            "SEGMENTATION_MODEL_SIGNING_KEY": os.environ.get("SEGMENTATION_MODEL_SIGNING_KEY", ""),
         }
         self.queue = queue
         self.processes: list[tuple[str, subprocess.Popen, Path]] = []

@@ -30,19 +30,25 @@ def fast_training(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_migrations_are_recorded_and_idempotent(fresh_db: str) -> None:
     assert migrate(fresh_db) == []
+    from segmentation.config import DEFAULT_SQL_DIR
+    from segmentation.migrations import migration_files
+
     names = [r[0] for r in query("SELECT name FROM segmentation.schema_migrations ORDER BY version")]
-    assert names == [
+    assert names[:4] == [
         "001_core_tables.sql",
         "002_analyst_views.sql",
         "003_lean_segment_writes.sql",
         "004_segment_writes_without_fk_check.sql",
         "005_evaluation_model.sql",
     ]
+    assert names == [p.name for p in migration_files(DEFAULT_SQL_DIR)]
+    assert "008_signed_artifacts_failures_alerts.sql" in names
 
 
 def test_a_changed_applied_migration_fails_init_db_and_names_the_file(fresh_db: str, tmp_path) -> None:
     from segmentation.config import DEFAULT_SQL_DIR
     from segmentation.errors import DatabaseError
+    from segmentation.migrations import migration_files
 
     sql_dir = tmp_path / "sql"
     shutil.copytree(DEFAULT_SQL_DIR, sql_dir)
@@ -52,7 +58,7 @@ def test_a_changed_applied_migration_fails_init_db_and_names_the_file(fresh_db: 
     with pytest.raises(DatabaseError, match=r"migration 002_analyst_views\.sql was applied .* must not change"):
         migrate(fresh_db, sql_dir)
     # Nothing was applied: the check runs before any new migration.
-    assert scalar("SELECT count(*) FROM segmentation.schema_migrations") == 4
+    assert scalar("SELECT count(*) FROM segmentation.schema_migrations") == len(migration_files(DEFAULT_SQL_DIR))
     assert scalar("SELECT to_regclass('segmentation.later')") is None
 
 
@@ -156,13 +162,13 @@ def test_a_tampered_artifact_is_never_loaded(fresh_db: str, fast_training: None)
         assert registry.load_model(cur, version, cache) is not None
     # A worker without that copy must refuse the tampered bytes.
     shutil.rmtree(cache)
-    with connect() as conn, conn.cursor() as cur, pytest.raises(ModelError, match="corrupt or was tampered"):
+    with connect() as conn, conn.cursor() as cur, pytest.raises(ModelError, match="fails its signature check"):
         registry.load_model(cur, version, cache)
     # A corrupt local copy is never used either: it is discarded and the database copy is checked.
     cache.mkdir(parents=True)
     sha = scalar("SELECT sha256 FROM segmentation.model_versions WHERE version = %s", (version,))
     (cache / f"{sha}.joblib").write_bytes(b"garbage")
-    with connect() as conn, conn.cursor() as cur, pytest.raises(ModelError, match="corrupt or was tampered"):
+    with connect() as conn, conn.cursor() as cur, pytest.raises(ModelError, match="fails its signature check"):
         registry.load_model(cur, version, cache)
     assert not (cache / f"{sha}.joblib").exists()
 

@@ -21,11 +21,11 @@ pytestmark = pytest.mark.db
 
 @pytest.fixture
 def login_users(fresh_db: str):
-    """Two throw-away login users, one in each group role; dropped afterwards."""
+    """Throw-away login users, one in each group role; dropped afterwards."""
     apply_roles(fresh_db)
     apply_roles(fresh_db)  # idempotent
     suffix = uuid.uuid4().hex[:8]
-    users = {"pipeline": f"seg_pipe_{suffix}", "analyst": f"seg_analyst_{suffix}"}
+    users = {"pipeline": f"seg_pipe_{suffix}", "training": f"seg_train_{suffix}", "analyst": f"seg_analyst_{suffix}"}
     admin = psycopg2.connect(admin_url())
     admin.autocommit = True
     with admin.cursor() as cur:
@@ -56,19 +56,56 @@ def _run(url: str, statement: str) -> list:
         conn.close()
 
 
-def test_the_pipeline_role_runs_the_pipeline_but_cannot_change_the_schema(
+def test_the_pipeline_and_training_roles_run_the_pipeline_but_cannot_change_the_schema(
     login_users: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SEGMENTATION_CANDIDATES", "logistic_regression")
     monkeypatch.setenv("SEGMENTATION_CV_FOLDS", "2")
     load_generated(800, labelled_share=0.6)
     monkeypatch.setenv("SEGMENTATION_DATABASE_URL", login_users["pipeline"])
+    monkeypatch.setenv("SEGMENTATION_TRAINING_DATABASE_URL", login_users["training"])
     reset_url_cache()
     summary = tasks.run_nightly("as-pipeline-role")
-    assert summary["score"]["rows"] == 800
-    for statement in ("DROP TABLE segmentation.customers", "CREATE TABLE segmentation.x (a int)"):
+    assert summary["retrain"]["promoted"] and summary["score"]["rows"] == 800
+    assert scalar("SELECT count(*) FROM segmentation.model_versions WHERE artifact_hmac IS NOT NULL") == 1
+    for user in ("pipeline", "training"):
+        for statement in ("DROP TABLE segmentation.customers", "CREATE TABLE segmentation.x (a int)"):
+            with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+                _run(login_users[user], statement)
+
+
+def test_the_scoring_role_reads_model_versions_but_can_never_change_them(
+    login_users: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SEGMENTATION_CANDIDATES", "logistic_regression")
+    monkeypatch.setenv("SEGMENTATION_CV_FOLDS", "2")
+    load_generated(600, labelled_share=0.6)
+    tasks.run_nightly("owner-run")
+    scoring = login_users["pipeline"]
+    assert _run(scoring, "SELECT version, length(artifact) > 0 FROM segmentation.model_versions") == [(1, True)]
+    for statement in (
+        "UPDATE segmentation.model_versions SET artifact = '\\x00', sha256 = repeat('0', 64)",
+        "UPDATE segmentation.model_versions SET status = 'retired'",
+        "INSERT INTO segmentation.model_versions (model_name, sha256, artifact) VALUES ('x', repeat('0', 64), '')",
+        "DELETE FROM segmentation.model_versions",
+    ):
         with pytest.raises(psycopg2.errors.InsufficientPrivilege):
-            _run(login_users["pipeline"], statement)
+            _run(scoring, statement)
+    # Without a training login the scoring login cannot register a model: training fails, nothing is added.
+    monkeypatch.setenv("SEGMENTATION_DATABASE_URL", scoring)
+    monkeypatch.delenv("SEGMENTATION_TRAINING_DATABASE_URL", raising=False)
+    reset_url_cache()
+    with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+        tasks.train("as-scoring-role", trigger="manual")
+    assert _run(scoring, "SELECT count(*) FROM segmentation.model_versions") == [(1,)]
+    # The training login registers versions but cannot touch customers, segments or the queue.
+    for statement in (
+        "DELETE FROM segmentation.customer_segments",
+        "UPDATE segmentation.customers SET age = '1'",
+        "INSERT INTO segmentation.score_queue VALUES ('x', 0, 1)",
+    ):
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            _run(login_users["training"], statement)
 
 
 def test_the_analyst_role_reads_the_views_only(login_users: dict, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -184,3 +184,56 @@ def test_dockerfile_installs_with_constraints():
     assert installs
     assert all(re.search(r"-c\s+constraints\.txt\b", line) for line in installs)
     assert any('-e ".[airflow]"' in line for line in installs)
+
+
+# The PostgreSQL major version CI runs the integration tests against (the server on 127.0.0.1:5432).
+CI_POSTGRES_MAJOR = "15"
+
+
+def _owner(customer_db: str) -> str:
+    scripts = " ".join(p.read_text() for p in sorted(INITDB.glob("*.sql")))
+    match = re.search(rf"CREATE DATABASE {customer_db} OWNER (\w+)", scripts)
+    assert match, "the init script must name the customer database's owner"
+    return match.group(1)
+
+
+def test_postgres_is_the_major_version_ci_tests(services):
+    assert services["postgres"]["image"].split(":", 1)[1].split(".")[0] == CI_POSTGRES_MAJOR
+
+
+def test_no_long_running_service_logs_in_as_the_database_owner(services):
+    customer_db = urlsplit(env(services["airflow-init"])["AIRFLOW_CONN_SEGMENTATION_DB"]).path.lstrip("/")
+    owner = _owner(customer_db)
+    for name, service in airflow_services(services).items():
+        for key, value in env(service).items():
+            if "://" not in value or urlsplit(value).path.lstrip("/") != customer_db:
+                continue
+            if name == "airflow-init" and key == "SEGMENTATION_DATABASE_URL":
+                assert urlsplit(value).username == owner  # migrations and roles need the owner
+                continue
+            assert urlsplit(value).username != owner, f"{name} {key} logs in as the owner {owner}"
+
+
+def test_task_logins_are_the_scoring_and_training_roles(services):
+    scripts = " ".join(p.read_text() for p in sorted(INITDB.glob("*.sql")))
+    roles = (PROJECT_ROOT / "sql" / "roles.sql").read_text()
+    worker = env(services["airflow-worker"])
+    expected = {
+        "AIRFLOW_CONN_SEGMENTATION_DB": "segmentation_pipeline",
+        "AIRFLOW_CONN_SEGMENTATION_DB_TRAINING": "segmentation_training",
+    }
+    for variable, group in expected.items():
+        login = urlsplit(worker[variable]).username
+        assert re.search(rf"CREATE ROLE {login} LOGIN .* IN ROLE {group};", scripts), (variable, login)
+        assert f"TO {group}" in roles
+    assert "REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON segmentation.model_versions FROM segmentation_pipeline" in roles
+
+
+def test_init_applies_the_roles(services):
+    assert re.search(r"segmentation init-db --roles\b", command_text(services["airflow-init"]))
+
+
+def test_the_signing_key_is_required(services):
+    for name, service in airflow_services(services).items():
+        value = env(service)["SEGMENTATION_MODEL_SIGNING_KEY"]
+        assert value.startswith("${SEGMENTATION_MODEL_SIGNING_KEY:?"), name
