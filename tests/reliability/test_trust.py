@@ -86,6 +86,24 @@ def test_an_artifact_and_sha256_replaced_together_are_refused_before_unpickling(
     )
 
 
+def test_a_replaced_evaluation_artifact_is_refused_before_unpickling(trained: int, tmp_path: Path) -> None:
+    # The gate unpickles the evaluation model, so it is signed and checked like the served one.
+    assert scalar("SELECT count(*) FROM segmentation.model_versions WHERE eval_artifact_hmac IS NOT NULL") == 1
+    with connect() as conn, conn.cursor() as cur:
+        assert registry.load_model(cur, trained, evaluation=True) is not None
+    marker = tmp_path / "eval-marker"
+    payload = _payload_bytes(marker)
+    execute(
+        "UPDATE segmentation.model_versions SET eval_artifact = %s, eval_sha256 = %s WHERE version = %s",
+        (payload, hashlib.sha256(payload).hexdigest(), trained),
+    )
+    with connect() as conn, conn.cursor() as cur, pytest.raises(ModelError, match="fails its signature check"):
+        registry.load_model(cur, trained, evaluation=True)
+    assert not marker.exists(), "the replaced evaluation artifact was unpickled"
+    with connect() as conn, conn.cursor() as cur:  # the served artifact is untouched and still loads
+        assert registry.load_model(cur, trained) is not None
+
+
 def test_a_signature_from_another_version_or_key_is_refused(trained: int) -> None:
     settings = get_settings()
     with connect() as conn, conn.cursor() as cur:
