@@ -22,6 +22,7 @@ from pathlib import Path
 
 import psutil
 import psycopg2
+from psycopg2 import sql
 from sqlalchemy.engine import make_url
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,21 @@ def fetch(url: str, sql: str, params: tuple = ()) -> list[tuple]:
             return cur.fetchall()
     finally:
         conn.close()
+
+
+def copy_database(admin: str, source: str) -> str:
+    """A new database on the server of ``admin`` made from ``source`` as its template; its URL.
+    Nobody may be connected to ``source`` meanwhile."""
+    name = f"seg_twin_{uuid.uuid4().hex[:10]}"
+    conn = psycopg2.connect(admin)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            names = sql.Identifier(name), sql.Identifier(make_url(source).database)
+            cur.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(*names))
+    finally:
+        conn.close()
+    return make_url(source).set(database=name).render_as_string(hide_password=False)
 
 
 class RedisServer:

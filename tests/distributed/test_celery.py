@@ -15,16 +15,23 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg2
 import pytest
-from sqlalchemy.engine import make_url
 
 from segmentation import tasks
 from segmentation.config import DB_POOL_NAME
 from segmentation.data import generate_customers
 from segmentation.loading import load_customers, to_raw_text
-from tests.conftest import admin_url, create_database, database_url, drop_database
-from tests.distributed.stack import deploy, fetch, redis_answers, run_nightly, segments, task_states, wait_for
+from tests.conftest import admin_url, drop_database
+from tests.distributed.stack import (
+    copy_database,
+    deploy,
+    fetch,
+    redis_answers,
+    run_nightly,
+    segments,
+    task_states,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.airflow, pytest.mark.db]
 log = logging.getLogger(__name__)
@@ -48,27 +55,11 @@ def twin_databases(fresh_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[t
     tasks.clean("prepare")
     tasks.build_features("prepare")
     assert tasks.retrain_if_due("prepare")["promoted"]
-    twin_name = f"seg_twin_{uuid.uuid4().hex[:10]}"
-    source = make_url(fresh_db).database
-    conn = psycopg2.connect(admin_url())
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{twin_name}" TEMPLATE "{source}"')
-    conn.close()
-    twin = database_url(admin_url(), twin_name)
+    twin = copy_database(admin_url(), fresh_db)
     try:
         yield fresh_db, twin
     finally:
         drop_database(twin)
-
-
-@pytest.fixture
-def metadata_db() -> Iterator[str]:
-    url = create_database("seg_celery_meta")
-    try:
-        yield url
-    finally:
-        drop_database(url)
 
 
 def test_nightly_on_two_celery_workers_equals_local_executor(
