@@ -1,5 +1,6 @@
 """Start and stop a real Airflow deployment (api-server, scheduler, dag-processor, Celery workers) as
-separate processes, each with its own AIRFLOW_HOME and working directory, so nothing is shared on disk.
+separate processes, each with its own AIRFLOW_HOME and working directory, so nothing is shared on disk;
+a private Redis server to break; and the queries the distributed tests make of the databases.
 """
 
 from __future__ import annotations
@@ -8,15 +9,20 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
+import psycopg2
+from psycopg2 import sql
 from sqlalchemy.engine import make_url
 
 log = logging.getLogger(__name__)
@@ -24,6 +30,23 @@ log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+DAG_ID = "segmentation_nightly"
+RUN_TIMEOUT_S = 900
+
+# Failure detection in minutes, not the defaults' quarter hour: a task whose supervisor stops
+# heartbeating is failed (and so retried) after 30 s instead of 300 s, checked every 5 s; a task
+# whose broker message was lost leaves `queued` after 90 s instead of 600 s. Celery keeps the
+# provider's defaults: task_acks_late on, and a visibility timeout of a day, so a message held by a
+# killed worker is not handed out a second time; Airflow's retry is what reruns the task.
+FAST_FAILURE_DETECTION = {
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+    "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "3",
+    "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "90",
+    "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "15",
+    "AIRFLOW__CELERY__TASK_ACKS_LATE": "True",
+    "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "86400",
+}
 
 
 def redis_answers(host: str = REDIS_HOST, port: int = REDIS_PORT) -> bool:
@@ -66,10 +89,100 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float, every: float 
         time.sleep(every)
 
 
+def fetch(url: str, sql: str, params: tuple = ()) -> list[tuple]:
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def copy_database(admin: str, source: str) -> str:
+    """A new database on the server of ``admin`` made from ``source`` as its template; its URL.
+    Nobody may be connected to ``source`` meanwhile."""
+    name = f"seg_twin_{uuid.uuid4().hex[:10]}"
+    conn = psycopg2.connect(admin)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            names = sql.Identifier(name), sql.Identifier(make_url(source).database)
+            cur.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(*names))
+    finally:
+        conn.close()
+    return make_url(source).set(database=name).render_as_string(hide_password=False)
+
+
+class RedisServer:
+    """A private ``redis-server`` on a free loopback port, without persistence, that a test may stop and
+    restart on the same port; the machine's shared Redis is never touched."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    @staticmethod
+    def installed() -> bool:
+        return shutil.which("redis-server") is not None
+
+    @property
+    def url(self) -> str:
+        return f"redis://{REDIS_HOST}:{self.port}/0"
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / "redis.log").open("ab") as out:
+            self.process = subprocess.Popen(
+                [
+                    *("redis-server", "--bind", REDIS_HOST, "--port", str(self.port)),
+                    *("--save", "", "--appendonly", "no", "--dir", str(self.root)),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_for(f"redis-server on port {self.port}", lambda: redis_answers(REDIS_HOST, self.port), 30, every=0.2)
+        log.info("redis-server (pid %d) on port %d", self.process.pid, self.port)
+
+    def kill(self) -> None:
+        """SIGKILL: queued and unacknowledged messages are gone with it (no persistence)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = None
+
+
+def process_tree_groups(pid: int) -> set[int]:
+    """The process groups of ``pid`` and of all its descendants (a task runner has a group of its own)."""
+    groups = set()
+    try:
+        root = psutil.Process(pid)
+        members = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return groups
+    for member in members:
+        try:
+            groups.add(os.getpgid(member.pid))
+        except ProcessLookupError:
+            pass
+    return groups
+
+
 class AirflowStack:
     """Airflow processes sharing one metadata database and nothing on disk."""
 
-    def __init__(self, root: Path, metadata_url: str, *, executor: str, customer_url: str, queue: str) -> None:
+    def __init__(
+        self,
+        root: Path,
+        metadata_url: str,
+        *,
+        executor: str,
+        customer_url: str,
+        queue: str,
+        broker_url: str = f"redis://{REDIS_HOST}:{REDIS_PORT}/0",
+    ) -> None:
         self.root = root
         self.api_port = free_port()
         sqlalchemy_url = make_url(metadata_url).set(drivername="postgresql+psycopg2")
@@ -86,7 +199,7 @@ class AirflowStack:
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.api_port}/execution/",
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(16),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": rendered,
-            "AIRFLOW__CELERY__BROKER_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/0",
+            "AIRFLOW__CELERY__BROKER_URL": broker_url,
             "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + rendered,
             # A queue of its own, so that concurrent test runs sharing the Redis server never meet.
             "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
@@ -162,6 +275,46 @@ class AirflowStack:
             },
         )
 
+    def process(self, name: str) -> subprocess.Popen:
+        return next(process for started, process, _ in self.processes if started == name)
+
+    def owner_of(self, pid: int) -> str | None:
+        """The name of the started process whose tree holds ``pid``, if any."""
+        try:
+            chain = [psutil.Process(pid), *psutil.Process(pid).parents()]
+        except psutil.NoSuchProcess:
+            return None
+        pids = {member.pid for member in chain}
+        return next((name for name, process, _ in self.processes if process.pid in pids), None)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL the whole tree of a started process: its own process group and the groups of its
+        descendants (each task runner forked by a worker has one), then forget it."""
+        process = self.process(name)
+        groups = process_tree_groups(process.pid) | {process.pid}
+        for group in groups:
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        process.wait(timeout=10)
+        self.processes = [entry for entry in self.processes if entry[0] != name]
+        log.info("killed %s: process groups %s", name, sorted(groups))
+
+    def task_log(self, name: str, run_id: str, task_id: str, map_index: int, attempt: int) -> Path:
+        """Where the worker ``name`` writes the log of one attempt of a task instance."""
+        return (
+            self.root
+            / name
+            / "airflow"
+            / "logs"
+            / f"dag_id={DAG_ID}"
+            / f"run_id={run_id}"
+            / f"task_id={task_id}"
+            / f"map_index={map_index}"
+            / f"attempt={attempt}.log"
+        )
+
     def api_ready(self) -> bool:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}/api/v2/version", timeout=2) as reply:
@@ -196,3 +349,60 @@ class AirflowStack:
                 pass
             process.wait(timeout=10)
         self.processes.clear()
+
+
+def deploy(tmp_path: Path, name: str, metadata: str, customers: str, executor: str, **options: str) -> AirflowStack:
+    """An AirflowStack under ``tmp_path / name`` with a Celery queue of its own."""
+    return AirflowStack(
+        tmp_path / name,
+        metadata,
+        executor=executor,
+        customer_url=customers,
+        queue=f"seg_{uuid.uuid4().hex[:12]}",
+        **options,
+    )
+
+
+def trigger_nightly(stack: AirflowStack, metadata: str, run_id: str) -> None:
+    """Wait for the DAG to be parsed, unpause it and trigger one run."""
+    wait_for("the DAG parsed", lambda: bool(fetch(metadata, "SELECT 1 FROM dag WHERE dag_id = %s", (DAG_ID,))), 180)
+    stack.run("dags", "unpause", DAG_ID)
+    stack.run("dags", "trigger", DAG_ID, "--run-id", run_id)
+
+
+def wait_run(stack: AirflowStack, metadata: str, run_id: str, timeout: float = RUN_TIMEOUT_S) -> str:
+    """Wait for a triggered run to finish, checking that every process is still alive; its final state."""
+    state: list[str] = []
+
+    def finished() -> bool:
+        stack.check_alive()
+        rows = fetch(metadata, "SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s", (DAG_ID, run_id))
+        state[:] = [rows[0][0]] if rows else []
+        return bool(state) and state[0] in ("success", "failed")
+
+    wait_for(f"run {run_id} finished", finished, timeout, every=2)
+    return state[0]
+
+
+def run_nightly(stack: AirflowStack, metadata: str, run_id: str) -> str:
+    """Trigger the nightly DAG and wait for the run to finish; its final state."""
+    trigger_nightly(stack, metadata, run_id)
+    return wait_run(stack, metadata, run_id)
+
+
+def task_states(metadata: str, run_id: str) -> dict[str, int]:
+    rows = fetch(
+        metadata,
+        "SELECT state, count(*) FROM task_instance WHERE dag_id = %s AND run_id = %s GROUP BY state",
+        (DAG_ID, run_id),
+    )
+    return {str(state): int(n) for state, n in rows}
+
+
+def segments(url: str) -> list[tuple]:
+    """Every customer's segment, probabilities, model version and source time, by customer id."""
+    return fetch(
+        url,
+        """SELECT customer_id, segment, p_a, p_b, p_c, p_d, model_version, source_updated_at
+           FROM segmentation.customer_segments ORDER BY customer_id""",
+    )

@@ -15,40 +15,35 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg2
 import pytest
-from sqlalchemy.engine import make_url
 
 from segmentation import tasks
 from segmentation.config import DB_POOL_NAME
 from segmentation.data import generate_customers
 from segmentation.loading import load_customers, to_raw_text
-from tests.conftest import admin_url, create_database, database_url, drop_database
-from tests.distributed.stack import AirflowStack, redis_answers, wait_for
+from tests.conftest import admin_url, drop_database
+from tests.distributed.stack import (
+    copy_database,
+    deploy,
+    fetch,
+    redis_answers,
+    run_nightly,
+    segments,
+    task_states,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.airflow, pytest.mark.db]
 log = logging.getLogger(__name__)
 
-DAG_ID = "segmentation_nightly"
 N_CUSTOMERS = 4000
 SHARD_SIZE = 400  # 10 shards
-RUN_TIMEOUT_S = 900
 
 
 @pytest.fixture(scope="module", autouse=True)
 def need_redis() -> None:
     if not redis_answers():
         pytest.skip("no Redis server answers at 127.0.0.1:6379; the Celery test needs it as its broker")
-
-
-def fetch(url: str, sql: str, params: tuple = ()) -> list[tuple]:
-    conn = psycopg2.connect(url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchall()
-    finally:
-        conn.close()
 
 
 @pytest.fixture
@@ -60,67 +55,11 @@ def twin_databases(fresh_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[t
     tasks.clean("prepare")
     tasks.build_features("prepare")
     assert tasks.retrain_if_due("prepare")["promoted"]
-    twin_name = f"seg_twin_{uuid.uuid4().hex[:10]}"
-    source = make_url(fresh_db).database
-    conn = psycopg2.connect(admin_url())
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{twin_name}" TEMPLATE "{source}"')
-    conn.close()
-    twin = database_url(admin_url(), twin_name)
+    twin = copy_database(admin_url(), fresh_db)
     try:
         yield fresh_db, twin
     finally:
         drop_database(twin)
-
-
-@pytest.fixture
-def metadata_db() -> Iterator[str]:
-    url = create_database("seg_celery_meta")
-    try:
-        yield url
-    finally:
-        drop_database(url)
-
-
-def run_nightly(stack: AirflowStack, metadata: str, run_id: str) -> str:
-    """Trigger the nightly DAG and wait for the run to finish; its final state."""
-    wait_for("the DAG parsed", lambda: bool(fetch(metadata, "SELECT 1 FROM dag WHERE dag_id = %s", (DAG_ID,))), 180)
-    stack.run("dags", "unpause", DAG_ID)
-    stack.run("dags", "trigger", DAG_ID, "--run-id", run_id)
-    state: list[str] = []
-
-    def finished() -> bool:
-        stack.check_alive()
-        rows = fetch(metadata, "SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s", (DAG_ID, run_id))
-        state[:] = [rows[0][0]] if rows else []
-        return bool(state) and state[0] in ("success", "failed")
-
-    wait_for(f"run {run_id} finished", finished, RUN_TIMEOUT_S, every=2)
-    return state[0]
-
-
-def task_states(metadata: str, run_id: str) -> dict[str, int]:
-    rows = fetch(
-        metadata,
-        "SELECT state, count(*) FROM task_instance WHERE dag_id = %s AND run_id = %s GROUP BY state",
-        (DAG_ID, run_id),
-    )
-    return {str(state): int(n) for state, n in rows}
-
-
-def segments(url: str) -> list[tuple]:
-    return fetch(
-        url,
-        """SELECT customer_id, segment, p_a, p_b, p_c, p_d, model_version, source_updated_at
-           FROM segmentation.customer_segments ORDER BY customer_id""",
-    )
-
-
-def deploy(tmp_path: Path, name: str, metadata: str, customers: str, executor: str) -> AirflowStack:
-    return AirflowStack(
-        tmp_path / name, metadata, executor=executor, customer_url=customers, queue=f"seg_{uuid.uuid4().hex[:12]}"
-    )
 
 
 def test_nightly_on_two_celery_workers_equals_local_executor(
