@@ -20,3 +20,7 @@ GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA segmentation TO segmentation_pipe
 REVOKE ALL ON ALL TABLES IN SCHEMA segmentation FROM segmentation_analyst;
 GRANT SELECT ON segmentation.current_segments, segmentation.segment_summary, segmentation.segment_changes
     TO segmentation_analyst;
+
+-- Segmentation UI in Airflow: the UI connects as the pipeline role; finalise writes the per-run segment
+-- distributions, the pages read them, and promotion records promoted_by in model_versions.
+GRANT SELECT, INSERT, UPDATE, DELETE ON segmentation.segment_distributions TO segmentation_pipeline;

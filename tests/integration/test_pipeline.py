@@ -36,6 +36,7 @@ def test_migrations_are_recorded_and_idempotent(fresh_db: str) -> None:
         "002_analyst_views.sql",
         "003_lean_segment_writes.sql",
         "004_segment_writes_without_fk_check.sql",
+        "006_ui_figures.sql",
     ]
 
 
@@ -51,7 +52,7 @@ def test_a_changed_applied_migration_fails_init_db_and_names_the_file(fresh_db: 
     with pytest.raises(DatabaseError, match=r"migration 002_analyst_views\.sql was applied .* must not change"):
         migrate(fresh_db, sql_dir)
     # Nothing was applied: the check runs before any new migration.
-    assert scalar("SELECT count(*) FROM segmentation.schema_migrations") == 4
+    assert scalar("SELECT count(*) FROM segmentation.schema_migrations") == 5
     assert scalar("SELECT to_regclass('segmentation.later')") is None
 
 
