@@ -33,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 MAX_ID = 2**63 - 1
 ID_PATTERN = re.compile(r"[0-9]{1,19}")
+UNPROCESSABLE = 422  # starlette renamed its constant; the code is what clients see
 ID_RULE = f"the customer id must be a positive whole number (1 to {MAX_ID})"
 
 Reader = Annotated[Caller, Depends(security.reader)]
@@ -61,7 +62,7 @@ class CustomerValues(BaseModel):
 def parse_customer_id(text: str) -> int:
     """A customer id from a URL; 422 naming the rule (never echoing the value) when it is not one."""
     if not ID_PATTERN.fullmatch(text or "") or not 0 < int(text) <= MAX_ID:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, ID_RULE)
+        raise HTTPException(UNPROCESSABLE, ID_RULE)
     return int(text)
 
 
@@ -275,7 +276,7 @@ def _handlers(app: FastAPI) -> None:
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
         # The messages name the field and the rule, never the submitted value.
         detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "invalid")} for e in exc.errors()]
-        return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_ENTITY)
+        return JSONResponse({"detail": detail}, status_code=UNPROCESSABLE)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
@@ -325,7 +326,7 @@ def _pages(app: FastAPI) -> None:
         security.check_csrf(request, caller, csrf_token)
         security.require_promoter(caller)
         if confirm != "yes":
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "tick the confirmation box to promote")
+            raise HTTPException(UNPROCESSABLE, "tick the confirmation box to promote")
         result = promote(version, caller)
         return RedirectResponse(
             f"{_base(request)}/models?done={quote(result['action'])}+v{version}", status_code=status.HTTP_303_SEE_OTHER
@@ -357,7 +358,7 @@ def _pages(app: FastAPI) -> None:
         result, errors = predict_data(values)
         page = _what_if_page(request, caller, values, result, errors)
         if errors:
-            page.status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+            page.status_code = UNPROCESSABLE
         return page
 
     @app.get("/api/docs", response_class=HTMLResponse, summary="API documentation")
@@ -419,6 +420,6 @@ def _api(app: FastAPI) -> None:
             return JSONResponse(
                 {"detail": "invalid customer: " + ", ".join(e["rule"] for v in errors.values() for e in v),
                  "errors": errors},
-                status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
+                status_code=UNPROCESSABLE,
             )  # fmt: skip
         return JSONResponse(jsonable_encoder(result))

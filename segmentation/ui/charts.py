@@ -19,9 +19,7 @@ def share_history(history: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "type": "line",
         "labels": [_label(h["finished_at"]) for h in history],
-        "datasets": [
-            {"label": s, "color": COLOURS[s], "data": [_pct(h.get(s)) for h in history]} for s in SEGMENTS
-        ],
+        "datasets": [{"label": s, "color": COLOURS[s], "data": [_pct(h.get(s)) for h in history]} for s in SEGMENTS],
         "y_title": "share of customers (%)",
     }
 
