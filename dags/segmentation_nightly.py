@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, TriggerRule, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from segmentation.config import CHAMPION_ASSET_NAME, DB_POOL_NAME
+from segmentation.config import CHAMPION_ASSET_NAME, DB_POOL_NAME, SEGMENTS_ASSET_NAME
 from segmentation.dag_defaults import default_args, training_task_args
 
 DOC_MD = """
@@ -24,10 +24,15 @@ Runs daily at 02:00 UTC, and again whenever `segmentation_retrain` promotes a ne
 4. **plan** and **score** (mapped): only customers that are new, changed, or scored by an older model,
    one task per shard; each shard is upserted in one transaction. Shards run in the Airflow pool
    `segmentation_db`, whose slots cap the database connections scoring holds at once.
-5. **finalise**: run totals and data-quality figures in `segmentation.pipeline_runs` / `drift_metrics`.
+5. **finalise**: run totals and data-quality figures in `segmentation.pipeline_runs` / `drift_metrics`, and
+   an Asset event for `segmentation.customer_segments` with the run's counts in its extra, on which consumers
+   (e.g. `segmentation_crm_export`) are scheduled.
 
 Analysts query `segmentation.current_segments`, `segment_summary` and `segment_changes`.
 """
+
+# Refreshed by every successful nightly run; consumers such as a CRM export are scheduled on it.
+SEGMENTS = Asset(name=SEGMENTS_ASSET_NAME)
 
 
 @dag(
@@ -86,11 +91,14 @@ def segmentation_nightly() -> None:
 
         return tasks.score_shard(run_id, shard, model_version)
 
-    @task(trigger_rule=TriggerRule.NONE_FAILED)  # also runs when there was nothing to score
-    def finalise(run_id: str | None = None) -> dict:
+    # Also runs when there was nothing to score; announces the refreshed segments with the run's counts.
+    @task(trigger_rule=TriggerRule.NONE_FAILED, outlets=[SEGMENTS])
+    def finalise(run_id: str | None = None, outlet_events=None) -> dict:
         from segmentation import tasks
 
-        return tasks.finalise(run_id)
+        counts = tasks.finalise(run_id)
+        outlet_events[SEGMENTS].extra = tasks.segments_event_extra(run_id, counts)
+        return counts
 
     shards = plan()
     start() >> clean() >> features() >> retrain_if_due() >> shards

@@ -144,6 +144,8 @@ def get_settings() -> Settings:
 
 # The Airflow Asset updated whenever a new champion model is promoted; it triggers a rescore.
 CHAMPION_ASSET_NAME = "segmentation_champion_model"
+# The Airflow Asset updated by every finished nightly run, with the run's counts in the event's extra.
+SEGMENTS_ASSET_NAME = "segmentation.customer_segments"
 # The Airflow pool that caps concurrent database-heavy tasks (scoring shards); created by the set-up scripts.
 DB_POOL_NAME = "segmentation_db"
 DB_POOL_SLOTS_DEFAULT = 4

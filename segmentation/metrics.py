@@ -44,6 +44,30 @@ def calibration_errors(
     return errors
 
 
+def reliability_bins(
+    y: Sequence[object] | pd.Series, proba: np.ndarray, classes: Sequence[object], bins: int = CALIBRATION_BINS
+) -> dict[str, dict[str, list[float]]]:
+    """Per class, the reliability diagram: mean predicted probability, observed frequency and rows per
+    non-empty bin (the same equal-width bins as :func:`calibration_errors`)."""
+    truth = np.asarray(y, dtype=object)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    out = {}
+    for position, label in enumerate(classes):
+        p = np.asarray(proba[:, position], dtype="float64")
+        hit = (truth == label).astype("float64")
+        which = np.clip(np.digitize(p, edges[1:-1], right=True), 0, bins - 1)
+        counts = np.bincount(which, minlength=bins)
+        used = counts > 0
+        predicted = np.bincount(which, weights=p, minlength=bins)[used] / counts[used]
+        observed = np.bincount(which, weights=hit, minlength=bins)[used] / counts[used]
+        out[str(label)] = {
+            "predicted": predicted.round(4).tolist(),
+            "observed": observed.round(4).tolist(),
+            "rows": counts[used].tolist(),
+        }
+    return out
+
+
 def brier_score(y: Sequence[object] | pd.Series, proba: np.ndarray, classes: Sequence[object]) -> float:
     """Multi-class Brier score: mean over rows of the summed squared error of the class probabilities.
 
@@ -87,4 +111,5 @@ def evaluate_frame(pipeline: Pipeline, X: pd.DataFrame, y: pd.Series) -> dict[st
         "brier": brier_score(y.astype(str), proba, classes),
         "ece_mean": float(np.mean(list(ece.values()))),
         "ece_per_class": ece,
+        "reliability": reliability_bins(y.astype(str), proba, classes),
     }

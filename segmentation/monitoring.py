@@ -167,3 +167,55 @@ def record_drift(cur: Any, run_id: str, drift: dict[str, float]) -> None:
     """Store per-column PSI figures of a run."""
     for column, value in drift.items():
         _put(cur, run_id, "psi", column, value)
+
+
+# Buckets of the per-segment attribute distributions shown in the UI: (attribute, SQL of its bucket label).
+_NUMERIC_BUCKETS: dict[str, str] = {
+    "age": """CASE WHEN f.age IS NULL THEN '(missing)' WHEN f.age < 25 THEN '18-24' WHEN f.age < 35 THEN '25-34'
+                   WHEN f.age < 45 THEN '35-44' WHEN f.age < 55 THEN '45-54' WHEN f.age < 65 THEN '55-64'
+                   ELSE '65+' END""",
+    "work_experience": """CASE WHEN f.work_experience IS NULL THEN '(missing)' WHEN f.work_experience < 1 THEN '0'
+                   WHEN f.work_experience < 3 THEN '1-2' WHEN f.work_experience < 6 THEN '3-5'
+                   WHEN f.work_experience < 10 THEN '6-9' ELSE '10+' END""",
+    "family_size": """CASE WHEN f.family_size IS NULL THEN '(missing)' WHEN f.family_size >= 6 THEN '6+'
+                   ELSE f.family_size::int::text END""",
+}
+NUMERIC_BUCKET_ORDER: dict[str, list[str]] = {
+    "age": ["18-24", "25-34", "35-44", "45-54", "55-64", "65+", MISSING],
+    "work_experience": ["0", "1-2", "3-5", "6-9", "10+", MISSING],
+    "family_size": ["1", "2", "3", "4", "5", "6+", MISSING],
+}
+TOTAL_ATTRIBUTE = "_total"
+
+
+def _distribution_sql() -> str:
+    buckets = {
+        **{c: f"coalesce(f.{c}, '{MISSING}')" for c in CATEGORICAL_COLUMNS},
+        **_NUMERIC_BUCKETS,
+    }
+    names = [c for c in ATTRIBUTE_COLUMNS if c in buckets]
+    select = ",\n           ".join(f"{buckets[c]} AS b_{c}" for c in names)
+    attribute = " ".join(f"WHEN GROUPING(b_{c}) = 0 THEN '{c}'" for c in names)
+    sets = ", ".join(["(segment)", *(f"(segment, b_{c})" for c in names)])
+    return f"""
+INSERT INTO segmentation.segment_distributions (run_id, segment, attribute, bucket, customers)
+SELECT %s, segment, CASE {attribute} ELSE '{TOTAL_ATTRIBUTE}' END,
+       coalesce({", ".join(f"b_{c}" for c in names)}, ''), count(*)
+FROM (SELECT s.segment,
+           {select}
+      FROM segmentation.customer_segments AS s
+      LEFT JOIN segmentation.customer_features AS f USING (customer_id)) AS b
+GROUP BY GROUPING SETS ({sets})
+"""
+
+
+def record_segment_distributions(cur: Any, run_id: str) -> dict[str, int]:
+    """Customers per segment and attribute bucket after a run (one scan), for the UI; returns segment sizes."""
+    cur.execute("DELETE FROM segmentation.segment_distributions WHERE run_id = %s", (run_id,))
+    cur.execute(_distribution_sql(), (run_id,))
+    cur.execute(
+        """SELECT segment, customers FROM segmentation.segment_distributions
+           WHERE run_id = %s AND attribute = %s ORDER BY segment""",
+        (run_id, TOTAL_ATTRIBUTE),
+    )
+    return {segment: int(n) for segment, n in cur.fetchall()}

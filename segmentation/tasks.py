@@ -30,6 +30,7 @@ from segmentation.monitoring import (
     current_drift,
     record_drift,
     record_run_metrics,
+    record_segment_distributions,
     reference_distributions,
     share_moves,
 )
@@ -497,12 +498,16 @@ def finalise(run_id: str, *, url: str | None = None, settings: Settings | None =
 
     A run that failed before and now succeeds (a re-run of the same run id) is marked 'success' again. A
     segment share that moved more than ``SEGMENTATION_SHARE_ALERT`` points since the last run raises an alert.
+    Returns the run's counts (customers, per segment, scored this run, reject share), which the nightly DAG
+    puts in the extra of its ``segmentation.customer_segments`` Asset event.
     """
     settings = settings or get_settings()
     with _step(run_id, "finalise", url) as (cur, figures):
         scoring.release_run(cur, run_id)
         figures.update(record_run_metrics(cur, run_id))
         moved = share_moves(cur, run_id, settings.share_alert_points)
+        counts = record_segment_distributions(cur, run_id)
+        figures.update(customers=sum(counts.values()), segment_counts=counts)
         cur.execute(
             """UPDATE segmentation.pipeline_runs SET status = 'success', finished_at = now(),
                       failed_task = NULL, error = NULL
@@ -522,6 +527,26 @@ def finalise(run_id: str, *, url: str | None = None, settings: Settings | None =
             settings=settings,
         )
     return figures
+
+
+def segments_event_extra(run_id: str, counts: dict[str, Any]) -> dict[str, Any]:
+    """The extra of the ``segmentation.customer_segments`` Asset event: small JSON counts of the run."""
+    keys = ("customers", "segment_counts", "segment_shares", "scored_this_run", "reject_share")
+    return {"run_id": run_id, **{k: counts[k] for k in keys if k in counts}}
+
+
+def crm_export_summary(event_extras: list[dict[str, Any]], *, url: str | None = None) -> dict[str, Any]:
+    """What a CRM export of the refreshed runs would send: per run, its counts and its segment changes."""
+    runs = [e["run_id"] for e in event_extras if e.get("run_id")]
+    with connect(url) as conn, conn.cursor() as cur:
+        cur.execute(
+            """SELECT run_id, count(*) FROM segmentation.segment_changes WHERE run_id = ANY(%s) GROUP BY run_id""",
+            (runs,),
+        )
+        changes = dict(cur.fetchall())
+    summary = {"runs": [{**e, "segment_changes": int(changes.get(e.get("run_id"), 0))} for e in event_extras]}
+    log.info("CRM export (example): %s", summary)
+    return summary
 
 
 def score_all(run_id: str, *, url: str | None = None, progress: Progress | None = None) -> dict[str, Any]:

@@ -39,3 +39,7 @@ GRANT SELECT ON segmentation.current_segments, segmentation.segment_summary, seg
 -- Alerts (sql/008): every role that raises one stores it; analysts do not see them.
 GRANT INSERT, UPDATE ON segmentation.alerts TO segmentation_training;
 GRANT USAGE, SELECT ON SEQUENCE segmentation.alerts_alert_id_seq TO segmentation_training;
+
+-- Segmentation UI in Airflow: the UI connects as the pipeline role; finalise writes the per-run segment
+-- distributions, the pages read them, and promotion records promoted_by in model_versions.
+GRANT SELECT, INSERT, UPDATE, DELETE ON segmentation.segment_distributions TO segmentation_pipeline;

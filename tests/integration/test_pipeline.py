@@ -34,12 +34,13 @@ def test_migrations_are_recorded_and_idempotent(fresh_db: str) -> None:
     from segmentation.migrations import migration_files
 
     names = [r[0] for r in query("SELECT name FROM segmentation.schema_migrations ORDER BY version")]
-    assert names[:4] == [
+    assert names[:6] == [
         "001_core_tables.sql",
         "002_analyst_views.sql",
         "003_lean_segment_writes.sql",
         "004_segment_writes_without_fk_check.sql",
         "005_evaluation_model.sql",
+        "006_ui_figures.sql",
     ]
     assert names == [p.name for p in migration_files(DEFAULT_SQL_DIR)]
     assert "008_signed_artifacts_failures_alerts.sql" in names

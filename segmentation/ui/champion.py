@@ -1,0 +1,112 @@
+"""The champion model for the what-if form, verified once and cached per process by version and sha256."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from segmentation import registry
+from segmentation.cleaning import REASONS, validate
+from segmentation.columns import ATTRIBUTE_COLUMNS, CUSTOMER_ID, SEGMENTS
+from segmentation.errors import ModelError
+from segmentation.features import derive_features
+from segmentation.scoring import predict_frame
+from segmentation.ui import queries
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CachedChampion:
+    """A verified champion pipeline and the profiles of its segments."""
+
+    version: int
+    sha256: str
+    model: Any
+    profiles: dict[str, Any]
+
+
+_lock = threading.Lock()
+_cache: dict[tuple[int, str], CachedChampion] = {}
+
+
+def current(cur: Any, cache_dir: Path | None = None) -> CachedChampion:
+    """The champion, loaded (and its sha256 checked) only when its version or sha256 is new to this process."""
+    key = queries.champion_key(cur)
+    if key is None:
+        raise ModelError("no champion model yet; run the segmentation_retrain DAG or `segmentation train`")
+    cached = _cache.get(key)
+    if cached is not None:
+        return cached
+    with _lock:
+        cached = _cache.get(key)
+        if cached is None:
+            model = registry.load_model(cur, key[0], cache_dir)
+            cached = CachedChampion(key[0], key[1], model, queries.profiles(cur, key[0]))
+            _cache.clear()  # only the current champion is kept
+            _cache[key] = cached
+            log.info("champion v%d (sha256 %s) loaded for the what-if form", key[0], key[1][:12])
+    return cached
+
+
+def clear() -> None:
+    """Forget the cached champion (tests)."""
+    with _lock:
+        _cache.clear()
+
+
+def field_errors(values: dict[str, Any]) -> dict[str, list[dict[str, str]]]:
+    """The validation rules (``segmentation.cleaning`` names) each attribute breaks, by field; empty when valid."""
+    raw = pd.DataFrame([{CUSTOMER_ID: "1", **{c: values.get(c) for c in ATTRIBUTE_COLUMNS}}])
+    checked = validate(raw)
+    if checked.rejects.empty:
+        return {}
+    by_field: dict[str, list[dict[str, str]]] = {}
+    for rule in checked.rejects.iloc[0]["reasons"]:
+        field = max((c for c in ATTRIBUTE_COLUMNS if rule.startswith(c + "_")), key=len, default="customer")
+        by_field.setdefault(field, []).append({"rule": rule, "message": REASONS.get(rule, rule)})
+    return by_field
+
+
+def score(champion: CachedChampion, values: dict[str, Any]) -> dict[str, Any]:
+    """Score one valid customer: segment, probabilities, description, imputed attributes and reasons."""
+    raw = pd.DataFrame([{CUSTOMER_ID: "1", **{c: values.get(c) for c in ATTRIBUTE_COLUMNS}}])
+    clean = validate(raw).clean.astype({"age": "float64"})
+    imputed = [c for c in ATTRIBUTE_COLUMNS if pd.isna(clean.iloc[0][c])]
+    features = derive_features(clean)
+    scored = predict_frame(champion.model, features).iloc[0]
+    segment = str(scored["segment"])
+    probabilities = {s: round(float(scored[f"p_{s.lower()}"]), 4) for s in SEGMENTS}
+    return {
+        "segment": segment,
+        "probabilities": probabilities,
+        "model_version": champion.version,
+        "description": (champion.profiles.get(segment) or {}).get("description"),
+        "imputed": imputed,
+        "reasons": explain_reasons(champion.model, features),
+        "values": {c: _plain(clean.iloc[0][c]) for c in ATTRIBUTE_COLUMNS},
+    }
+
+
+def _plain(value: Any) -> Any:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def explain_reasons(model: Any, features: pd.DataFrame) -> list[dict[str, Any]] | None:
+    """The top reasons from ``segmentation.explain`` when that module exists, else None."""
+    try:
+        from segmentation import explain  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    try:
+        return explain.explain_frame(model, features, top=5)[0]
+    except Exception:  # explanations are an extra: the prediction stands without them
+        log.exception("explanations failed")
+        return None

@@ -1,0 +1,131 @@
+"""Authentication and permissions through Airflow's own auth manager, and protection against cross-site writes.
+
+Requests carry the JWT that the Airflow UI uses: the ``_token`` cookie set at Airflow's login, or an
+``Authorization: Bearer`` header for API clients. Pages redirect an unauthenticated visitor to Airflow's login;
+the API answers 401. Reading needs read access to the ``segmentation_nightly`` DAG; promoting or rolling back
+needs edit access to ``segmentation_retrain``. Writes authenticated by the cookie must also carry the
+double-submit CSRF token (cookie ``segmentation_csrf`` equal to the form field or ``X-CSRF-Token`` header) and,
+when the browser sends one, an Origin of this server.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+from fastapi import HTTPException, Request, status
+
+READ_DAG_ID = "segmentation_nightly"
+WRITE_DAG_ID = "segmentation_retrain"
+CSRF_COOKIE = "segmentation_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated Airflow user and how the request proved it."""
+
+    user: Any
+    name: str
+    via_cookie: bool
+
+
+class LoginRequired(Exception):
+    """A page was requested without a valid Airflow session: redirect to Airflow's login."""
+
+
+def auth_manager() -> Any:
+    from airflow.api_fastapi.app import get_auth_manager
+
+    return get_auth_manager()
+
+
+def _token(request: Request) -> tuple[str | None, bool]:
+    header = request.headers.get("authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip(), False
+    from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
+
+    return request.cookies.get(COOKIE_NAME_JWT_TOKEN), True
+
+
+async def authenticate(request: Request) -> Caller:
+    """The Airflow user of the request; 401 without a valid token."""
+    from jwt import InvalidTokenError
+
+    token, via_cookie = _token(request)
+    if not token:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Not authenticated: log in to Airflow first")
+    try:
+        user = await auth_manager().get_user_from_token(token)
+    except InvalidTokenError as exc:  # includes an expired signature
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Invalid or expired Airflow token") from exc
+    return Caller(user=user, name=str(user.get_name()), via_cookie=via_cookie)
+
+
+def can(caller: Caller, method: str, dag_id: str) -> bool:
+    """Whether Airflow's auth manager lets ``caller`` use ``method`` on DAG ``dag_id``."""
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
+
+    return bool(auth_manager().is_authorized_dag(method=method, user=caller.user, details=DagDetails(id=dag_id)))
+
+
+async def reader(request: Request) -> Caller:
+    """API dependency: an authenticated user who may read the segmentation DAGs."""
+    caller = await authenticate(request)
+    if not can(caller, "GET", READ_DAG_ID):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"Airflow does not let {caller.name} read {READ_DAG_ID}")
+    return caller
+
+
+async def page_reader(request: Request) -> Caller:
+    """Page dependency: as :func:`reader`, but an unauthenticated visitor goes to Airflow's login."""
+    try:
+        return await reader(request)
+    except HTTPException as exc:
+        if exc.status_code == status.HTTP_401_UNAUTHORIZED:
+            raise LoginRequired from exc
+        raise
+
+
+def login_url(request: Request) -> str:
+    """Airflow's login page, returning to the requested page afterwards."""
+    return auth_manager().get_url_login(next_url=str(request.url))
+
+
+def may_promote(caller: Caller) -> bool:
+    """Promotion and rollback need edit access to the retrain DAG."""
+    return can(caller, "PUT", WRITE_DAG_ID)
+
+
+def require_promoter(caller: Caller) -> None:
+    if not may_promote(caller):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"Airflow does not let {caller.name} edit {WRITE_DAG_ID}, which promotion and rollback require",
+        )
+
+
+def csrf_token(request: Request) -> str:
+    """The request's CSRF token (from its cookie), or a new one for the page to set."""
+    existing = request.cookies.get(CSRF_COOKIE)
+    return existing if existing and len(existing) >= 32 else secrets.token_urlsafe(32)
+
+
+def check_csrf(request: Request, caller: Caller, submitted: str | None) -> None:
+    """Refuse a cookie-authenticated write from another site: Origin mismatch or a missing/wrong token."""
+    origin = request.headers.get("origin") or request.headers.get("referer")
+    if origin:
+        sent = urlparse(origin)
+        if sent.netloc and sent.netloc != request.headers.get("host", request.url.netloc):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "cross-site request refused (origin does not match)")
+    if not caller.via_cookie:
+        return  # a Bearer header is never sent by a browser on its own
+    cookie = request.cookies.get(CSRF_COOKIE) or ""
+    if not cookie or not submitted or not hmac.compare_digest(cookie, submitted):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "missing or wrong CSRF token; reload the page and try again")

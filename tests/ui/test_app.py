@@ -1,0 +1,355 @@
+"""The Segmentation app through FastAPI's TestClient, on a real PostgreSQL scored by the nightly pipeline, with
+real Airflow tokens from Airflow's auth manager."""
+
+from __future__ import annotations
+
+import html
+import re
+
+import pytest
+
+from segmentation.columns import ATTRIBUTE_COLUMNS, SEGMENTS
+from tests.helpers import query, scalar
+from tests.ui.conftest import BAD_IDS
+
+pytestmark = [pytest.mark.airflow, pytest.mark.db]
+
+PAGES = ["/segmentation/", "/segmentation/models", "/segmentation/quality", "/segmentation/what-if",
+         "/segmentation/customers/1", "/segmentation/api/docs"]  # fmt: skip
+API_GETS = ["/segmentation/api/summary", "/segmentation/api/models", "/segmentation/api/quality",
+            "/segmentation/api/customers/1", "/segmentation/api/openapi.json"]  # fmt: skip
+VALID = {"gender": "Female", "ever_married": "Yes", "age": 38, "graduated": "Yes", "profession": "Artist",
+         "work_experience": 1, "spending_score": "Average", "family_size": 3, "var_1": "Cat_6"}  # fmt: skip
+HOSTILE = [
+    "1 OR 1=1",
+    "1; DROP TABLE segmentation.customers; --",
+    "<script>alert('x')</script>",
+    '"><img src=x onerror=alert(1)>',
+    "%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+]
+
+
+def champion_version() -> int:
+    return int(scalar("SELECT version FROM segmentation.model_versions WHERE status = 'champion'"))
+
+
+# ---- authentication ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_pages_send_an_anonymous_visitor_to_airflows_login(client, path: str) -> None:
+    response = client.get(path, follow_redirects=False)
+    assert response.status_code == 303
+    location = response.headers["location"]
+    assert location.startswith("/auth/login"), location
+    assert "next=" in location
+
+
+@pytest.mark.parametrize("path", API_GETS)
+def test_api_refuses_an_anonymous_or_forged_caller(client, path: str) -> None:
+    assert client.get(path).status_code == 401
+    forged = client.get(path, headers={"Authorization": "Bearer not.a.jwt"})
+    assert forged.status_code == 401
+    client.cookies.set("_token", "eyJhbGciOiJIUzUxMiJ9.e30.forged")
+    assert client.get(path).status_code == 401
+
+
+def test_api_writes_refuse_an_anonymous_caller(client) -> None:
+    assert client.post("/segmentation/api/predict", json=VALID).status_code == 401
+    assert client.post(f"/segmentation/api/models/{champion_version()}/promote").status_code == 401
+
+
+@pytest.mark.parametrize("path", API_GETS)
+def test_api_accepts_a_bearer_token_and_the_ui_cookie(client, as_user, tokens, path: str) -> None:
+    assert client.get(path, headers={"Authorization": f"Bearer {tokens['viewer']}"}).status_code == 200
+    assert as_user("viewer").get(path).status_code == 200
+
+
+# ---- overview ------------------------------------------------------------------------------------------
+
+
+def test_summary_api_has_four_shares_that_add_up_and_match_the_table(as_user) -> None:
+    data = as_user("viewer").get("/segmentation/api/summary").json()
+    counts = dict(query("SELECT segment, count(*) FROM segmentation.customer_segments GROUP BY 1"))
+    assert {s["segment"]: s["customers"] for s in data["segments"]} == counts
+    assert [s["segment"] for s in data["segments"]] == list(SEGMENTS)
+    assert sum(s["share"] for s in data["segments"]) == pytest.approx(1.0, abs=1e-3)
+    assert (
+        data["customers_scored"]
+        == sum(counts.values())
+        == scalar("SELECT count(*) FROM segmentation.customers") - len(BAD_IDS)
+    )
+    assert data["run_id"] == "ui-night-2"  # the latest finished run
+    assert [h["run_id"] for h in data["share_history"]] == ["ui-night-1", "ui-night-2"]
+    assert data["freshness"]["age_seconds"] >= 0
+    run = data["last_nightly_run"]
+    assert run["run_id"] == "ui-night-2" and run["status"] == "success"
+    assert {s["step"] for s in run["step_rows"]} >= {"clean", "features", "plan", "score", "finalise"}
+    assert data["quarantine"]["total"] == len(BAD_IDS)
+    reasons = {r["reason"]: r["customers"] for r in data["quarantine"]["top_reasons"]}
+    assert reasons == {"age_not_a_number": 2, "age_out_of_range": 3}
+    for s in SEGMENTS:
+        assert data["champion"]["descriptions"][s].startswith(f"Segment {s}")
+    # Each attribute's buckets add up to the segment's size.
+    for attribute in ATTRIBUTE_COLUMNS:
+        per_segment = data["distributions"][attribute]
+        assert {s: sum(b.values()) for s, b in per_segment.items()} == counts, attribute
+
+
+def test_overview_page_shows_the_segments_run_quarantine_and_charts(as_user) -> None:
+    response = as_user("viewer").get("/segmentation/")
+    assert response.status_code == 200
+    page = response.text
+    rows = re.findall(r'data-segment="([A-D])">.*?class="num share">([0-9.]+) %', page, re.S)
+    assert [r[0] for r in rows] == list(SEGMENTS)
+    assert sum(float(r[1]) for r in rows) == pytest.approx(100.0, abs=0.3)
+    assert "age_out_of_range" in page and "ui-night-2" in page
+    assert 'data-chart="share-history"' in page and 'data-chart="dist-profession"' in page
+    assert "/segmentation/static/chart.umd.min.js" in page and "cdn" not in page.lower()
+    description = scalar(
+        "SELECT profiles->'A'->>'description' FROM segmentation.model_versions WHERE status = 'champion'"
+    )
+    assert html.escape(description) in page
+
+
+def test_static_chart_library_is_the_vendored_file(client) -> None:
+    import hashlib
+
+    body = client.get("/segmentation/static/chart.umd.min.js").content
+    assert hashlib.sha256(body).hexdigest() == "48444a82d4edcb5bec0f1965faacdde18d9c17db3063d042abada2f705c9f54a"
+
+
+# ---- models --------------------------------------------------------------------------------------------
+
+
+def test_models_page_lists_every_version_with_the_champions_confusion_matrix(as_user) -> None:
+    page = as_user("viewer").get("/segmentation/models").text
+    for (version,) in query("SELECT version FROM segmentation.model_versions"):
+        assert f"<td>v{version}</td>" in page
+    assert 'class="confusion"' in page and 'data-chart="calibration"' in page
+    assert "/dags/segmentation_retrain" in page
+    # A viewer sees no promote form; an editor does, with the CSRF token.
+    assert 'class="promote"' not in page
+    editor = as_user("editor").get("/segmentation/models").text
+    assert 'class="promote"' in editor and 'name="csrf_token"' in editor
+
+
+def test_models_api_has_metrics_and_reliability_bins(as_user) -> None:
+    data = as_user("viewer").get("/segmentation/api/models").json()
+    assert len(data["versions"]) == scalar("SELECT count(*) FROM segmentation.model_versions")
+    champ = data["champion"]
+    assert champ["version"] == champion_version()
+    matrix = champ["confusion_matrix"]
+    assert len(matrix) == 4 and sum(map(sum, matrix)) > 0
+    assert set(champ["reliability"]) == set(SEGMENTS)
+
+
+# ---- quality -------------------------------------------------------------------------------------------
+
+
+def test_quality_api_and_page_have_psi_missing_rates_and_reject_share(as_user) -> None:
+    data = as_user("viewer").get("/segmentation/api/quality").json()
+    metrics = {(f["metric"], f["subject"]) for f in data["figures"]}
+    assert ("reject_share", "") in metrics
+    assert {("missing_rate", c) for c in ATTRIBUTE_COLUMNS} <= metrics
+    assert {("psi", c) for c in ATTRIBUTE_COLUMNS} <= metrics  # the second run checked drift
+    page = as_user("viewer").get("/segmentation/quality").text
+    for chart in ("psi", "missing", "rejects"):
+        assert f'data-chart="{chart}"' in page
+    assert f"retrain threshold ({data['drift_threshold']})" in page
+
+
+# ---- customers -----------------------------------------------------------------------------------------
+
+
+def test_customer_api_and_page(as_user) -> None:
+    cid, segment, version = query(
+        "SELECT customer_id, segment, model_version FROM segmentation.customer_segments ORDER BY customer_id LIMIT 1"
+    )[0]
+    data = as_user("viewer").get(f"/segmentation/api/customers/{cid}").json()
+    assert data["segment"] == segment and data["model_version"] == version
+    assert sum(data["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert set(data["attributes"]) == set(ATTRIBUTE_COLUMNS)
+    assert data["history"] and data["history"][-1]["previous_segment"] is None
+    assert data["description"].startswith(f"Segment {segment}")
+    page = as_user("viewer").get(f"/segmentation/customers/{cid}").text
+    assert f'id="customer-segment">{segment}<' in page and "Segment history" in page
+
+
+def test_a_quarantined_customer_shows_its_reasons(as_user) -> None:
+    data = as_user("viewer").get(f"/segmentation/api/customers/{BAD_IDS[0]}").json()
+    assert data["segment"] is None and data["quarantine"]["reasons"] == ["age_not_a_number"]
+
+
+def test_unknown_customer_is_404_and_a_malformed_id_is_422(as_user) -> None:
+    viewer = as_user("viewer")
+    assert viewer.get("/segmentation/api/customers/123456789").status_code == 404
+    assert viewer.get("/segmentation/customers/123456789").status_code == 404
+    for bad in ("abc", "0", "-3", "1.5", "99999999999999999999"):
+        response = viewer.get(f"/segmentation/api/customers/{bad}")
+        assert response.status_code == 422, bad
+        assert "positive whole number" in response.json()["detail"]
+        assert viewer.get(f"/segmentation/customers/{bad}").status_code == 422
+
+
+@pytest.mark.parametrize("hostile", HOSTILE)
+def test_a_hostile_id_is_refused_and_never_reflected(as_user, hostile: str) -> None:
+    from urllib.parse import quote
+
+    viewer = as_user("viewer")
+    before = scalar("SELECT count(*) FROM segmentation.customers")
+    for path in (f"/segmentation/customers/{quote(hostile, safe='')}",
+                 f"/segmentation/api/customers/{quote(hostile, safe='')}",
+                 f"/segmentation/customers?id={quote(hostile, safe='')}"):  # fmt: skip
+        response = viewer.get(path)
+        # 422 (not an id), or 404 when an encoded "/" makes it another path: never a page about that text.
+        assert response.status_code in (404, 422), path
+        assert "<script>alert" not in response.text and "<img src=x" not in response.text
+        assert "onerror" not in response.text and "DROP TABLE" not in response.text and "1=1" not in response.text
+    assert scalar("SELECT count(*) FROM segmentation.customers") == before
+
+
+# ---- what-if -------------------------------------------------------------------------------------------
+
+
+def test_predict_api_scores_with_the_champion_and_describes_the_segment(as_user) -> None:
+    data = as_user("viewer").post("/segmentation/api/predict", json=VALID).json()
+    assert data["segment"] in SEGMENTS and data["model_version"] == champion_version()
+    assert max(data["probabilities"], key=data["probabilities"].get) == data["segment"]
+    assert data["description"].startswith(f"Segment {data['segment']}")
+    assert data["imputed"] == []
+
+
+def test_predict_api_imputes_empty_attributes_and_says_so(as_user) -> None:
+    data = as_user("viewer").post("/segmentation/api/predict", json={"age": 40, "profession": ""}).json()
+    assert data["segment"] in SEGMENTS
+    assert data["imputed"] == [c for c in ATTRIBUTE_COLUMNS if c != "age"]
+
+
+def test_predict_api_names_the_broken_rules_by_field(as_user) -> None:
+    response = as_user("viewer").post(
+        "/segmentation/api/predict", json={**VALID, "age": "abc", "profession": "<script>x</script>", "family_size": 0}
+    )
+    assert response.status_code == 422
+    errors = response.json()["errors"]
+    assert [e["rule"] for e in errors["age"]] == ["age_not_a_number"]
+    assert [e["rule"] for e in errors["profession"]] == ["profession_not_allowed"]
+    assert [e["rule"] for e in errors["family_size"]] == ["family_size_out_of_range"]
+    assert "<script>" not in response.text
+
+
+def test_predict_api_refuses_unknown_fields_and_bad_json(as_user) -> None:
+    viewer = as_user("viewer")
+    response = viewer.post("/segmentation/api/predict", json={**VALID, "salary": "<b>1</b>"})
+    assert response.status_code == 422 and "<b>" not in response.text
+    response = viewer.post(
+        "/segmentation/api/predict", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422 and "Traceback" not in response.text
+
+
+def test_what_if_page_shows_segment_description_and_imputation(as_user) -> None:
+    viewer = as_user("viewer")
+    assert 'name="spending_score"' in viewer.get("/segmentation/what-if").text
+    form = {k: str(v) for k, v in VALID.items()}
+    form["work_experience"] = ""
+    page = viewer.post("/segmentation/what-if", data=form).text
+    segment = re.search(r'id="result-segment">([A-D])<', page).group(1)
+    assert re.search(rf'id="result-description">Segment {segment} \(', page)
+    assert "imputed by the model: work_experience" in page
+
+
+def test_what_if_page_shows_rule_names_next_to_bad_fields(as_user) -> None:
+    form = {k: str(v) for k, v in VALID.items()}
+    form.update(age="17", var_1="<script>alert(1)</script>")
+    response = as_user("viewer").post("/segmentation/what-if", data=form)
+    assert response.status_code == 422
+    page = response.text
+    assert 'data-rule="age_out_of_range"' in page and 'data-rule="var_1_not_allowed"' in page
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
+
+
+# ---- promotion -----------------------------------------------------------------------------------------
+
+
+def test_promote_is_refused_to_a_viewer(as_user, client, tokens) -> None:
+    target = int(scalar("SELECT max(version) FROM segmentation.model_versions WHERE status <> 'champion'"))
+    refused = client.post(
+        f"/segmentation/api/models/{target}/promote", headers={"Authorization": f"Bearer {tokens['viewer']}"}
+    )
+    assert refused.status_code == 403 and "segmentation_retrain" in refused.json()["detail"]
+    viewer = as_user("viewer")
+    viewer.get("/segmentation/models")
+    token = viewer.cookies.get("segmentation_csrf")
+    form = viewer.post(f"/segmentation/models/{target}/promote", data={"csrf_token": token, "confirm": "yes"})
+    assert form.status_code == 403
+    assert scalar("SELECT status FROM segmentation.model_versions WHERE version = %s", (target,)) != "champion"
+
+
+def test_promote_with_the_cookie_needs_the_csrf_token_and_same_origin(as_user) -> None:
+    target = int(scalar("SELECT max(version) FROM segmentation.model_versions WHERE status <> 'champion'"))
+    editor = as_user("editor")
+    assert editor.post(f"/segmentation/api/models/{target}/promote").status_code == 403  # no token at all
+    editor.get("/segmentation/models")
+    token = editor.cookies.get("segmentation_csrf")
+    assert token
+    wrong = editor.post(f"/segmentation/api/models/{target}/promote", headers={"X-CSRF-Token": "x" * 43})
+    assert wrong.status_code == 403
+    cross = editor.post(
+        f"/segmentation/api/models/{target}/promote",
+        headers={"X-CSRF-Token": token, "Origin": "https://evil.example"},
+    )
+    assert cross.status_code == 403
+    unconfirmed = editor.post(f"/segmentation/models/{target}/promote", data={"csrf_token": token})
+    assert unconfirmed.status_code == 422
+    assert scalar("SELECT status FROM segmentation.model_versions WHERE version = %s", (target,)) != "champion"
+
+
+def test_promote_and_roll_back_record_who_and_update_the_champion_asset(as_user, dagbag) -> None:
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import sync_bag_to_db
+    from airflow.models.asset import AssetDagRunQueue, AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import func, select
+
+    from segmentation.config import CHAMPION_ASSET_NAME
+
+    DagBundlesManager().sync_bundles_to_db()
+    sync_bag_to_db(dagbag, "dags-folder", None)  # Airflow knows the DAGs and their Assets, as in a deployment
+    from airflow.models.dag import DagModel
+    from sqlalchemy import update
+
+    with create_session() as session:  # unpaused, as `make up` leaves it
+        session.execute(update(DagModel).where(DagModel.dag_id == "segmentation_nightly").values(is_paused=False))
+
+    def champion_events() -> int:
+        with create_session() as session:
+            return session.scalar(
+                select(func.count()).select_from(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+                .where(AssetModel.name == CHAMPION_ASSET_NAME)
+            )  # fmt: skip
+
+    old = champion_version()
+    target = int(scalar("SELECT max(version) FROM segmentation.model_versions WHERE status <> 'champion'"))
+    events = champion_events()
+    editor = as_user("editor")
+    editor.get("/segmentation/models")
+    token = editor.cookies.get("segmentation_csrf")
+    response = editor.post(f"/segmentation/models/{target}/promote", data={"csrf_token": token, "confirm": "yes"},
+                           follow_redirects=False)  # fmt: skip
+    assert response.status_code == 303 and "/segmentation/models?done=" in response.headers["location"]
+    assert champion_version() == target
+    assert scalar("SELECT promoted_by FROM segmentation.model_versions WHERE version = %s", (target,)) == "editor"
+    assert champion_events() == events + 1
+    with create_session() as session:
+        queued = session.scalars(select(AssetDagRunQueue.target_dag_id)).all()
+    assert "segmentation_nightly" in queued  # the nightly DAG is due to rescore
+
+    # The what-if now answers with the new champion (the per-process cache is keyed by version and sha256).
+    assert editor.post("/segmentation/api/predict", json=VALID).json()["model_version"] == target
+
+    # Roll back through the API with the CSRF header.
+    back = editor.post(f"/segmentation/api/models/{old}/promote", headers={"X-CSRF-Token": token}).json()
+    assert back["action"] == "rolled back to" and back["promoted_by"] == "editor" and back["asset_event"] is True
+    assert champion_version() == old
+    assert champion_events() == events + 2

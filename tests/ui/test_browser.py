@@ -1,0 +1,198 @@
+"""A real browser against the real Airflow api-server with this plugin, over a database scored by the nightly
+pipeline: log in through Airflow's login page, open "Segmentation" from Airflow's navigation, read the
+overview, submit the what-if form and open a customer page. Screenshots are saved as test artifacts
+(``SEGMENTATION_TEST_ARTIFACTS``, default ``.data/test-artifacts/ui``); with ``SEGMENTATION_UPDATE_DOCS_IMG=1``
+the page screenshots also replace ``docs/img/``.
+
+Uses Debian's ``chromium`` (``/usr/bin/chromium``) driven by Playwright; Playwright never downloads a browser.
+Skipped when Chromium is absent, unless ``SEGMENTATION_REQUIRE_BROWSER=1`` (as ``.ci/run`` sets), which makes
+its absence a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import scalar
+from tests.ui.conftest import JWT_SECRET, ROOT, USERS
+
+pytestmark = [pytest.mark.airflow, pytest.mark.db]
+
+CHROMIUM = Path(os.environ.get("SEGMENTATION_CHROMIUM", "/usr/bin/chromium"))
+PASSWORD = "segmentation-browser-test"
+ARTIFACTS = Path(os.environ.get("SEGMENTATION_TEST_ARTIFACTS", ROOT / ".data" / "test-artifacts" / "ui"))
+DOCS_IMG = ROOT / "docs" / "img"
+
+
+def _require_browser() -> None:
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is absent (apt-get install -y chromium)"
+        if os.environ.get("SEGMENTATION_REQUIRE_BROWSER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError as exc:
+        pytest.fail(f"playwright is not installed: {exc}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the api-server exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(1)
+    pytest.fail(f"the api-server did not answer {url} within {timeout} s:\n{log.read_text()[-4000:]}")
+
+
+@pytest.fixture(scope="module")
+def api_server(airflow_env: str, airflow_db: None, scored_db: str, tmp_path_factory) -> Iterator[str]:
+    """``airflow api-server`` with the plugins folder, in its own session; yields its base URL."""
+    _require_browser()
+    folder = tmp_path_factory.mktemp("api-server")
+    passwords = folder / "passwords.json"
+    passwords.write_text(json.dumps({"admin": PASSWORD, "viewer": PASSWORD, "editor": PASSWORD}))
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "SEGMENTATION_DATABASE_URL": scored_db,
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": USERS,
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        "AIRFLOW__API_AUTH__JWT_SECRET": JWT_SECRET,
+        "AIRFLOW__API__BASE_URL": base,
+        "AIRFLOW__API__PORT": str(port),
+    }
+    log = folder / "api-server.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("airflow")), "api-server", "--port", str(port), "--workers", "1"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        _wait_for(f"{base}/api/v2/monitor/health", proc, log)
+        yield base
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        except ProcessLookupError:
+            pass
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(log, ARTIFACTS / "api-server.log")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"]
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def _shot(page, name: str, *, docs: bool = False) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    if docs and os.environ.get("SEGMENTATION_UPDATE_DOCS_IMG") == "1":
+        DOCS_IMG.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, DOCS_IMG / f"{name}.png")
+
+
+def test_log_in_open_segmentation_from_the_nav_what_if_and_a_customer(api_server: str, browser) -> None:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    try:
+        # 1. An anonymous visit to the plugin goes to Airflow's login page.
+        page.goto(f"{api_server}/segmentation/")
+        page.wait_for_url(re.compile(r"/auth/login"))
+        page.locator("input[name=username]").fill("admin")
+        page.locator("input[name=password]").fill(PASSWORD)
+        _shot(page, "airflow-login")
+        page.locator("button[type=submit]").click()
+        page.wait_for_url(re.compile(r"/segmentation/?$"))
+        assert page.locator("tr.segment-row").count() == 4
+
+        # 2. From Airflow's own home page, the "Segmentation" entry of the navigation opens the plugin.
+        page.goto(f"{api_server}/")
+        page.get_by_role("link", name="Segmentation").or_(page.get_by_role("button", name="Segmentation")).first.click()
+        frame = page.frame_locator("iframe").first
+        rows = frame.locator("tr.segment-row")
+        rows.first.wait_for()
+        assert rows.count() == 4
+        shares = [float(t.replace("%", "").strip()) for t in frame.locator("tr.segment-row td.share").all_inner_texts()]
+        assert [s for s in frame.locator("tr.segment-row").evaluate_all("rs => rs.map(r => r.dataset.segment)")] == [
+            "A", "B", "C", "D"]  # fmt: skip
+        assert sum(shares) == pytest.approx(100.0, abs=0.3)
+        _shot(page, "airflow-nav-segmentation")
+
+        # 3. The what-if form, inside Airflow's page: submit a customer, read the segment and its description.
+        frame.get_by_role("link", name="What-if").click()
+        frame.locator("#f-age").fill("38")
+        frame.locator("#f-gender").select_option("Female")
+        frame.locator("#f-profession").select_option("Artist")
+        frame.locator("#f-spending_score").select_option("Average")
+        frame.locator("#predict").click()
+        segment = frame.locator("#result-segment").inner_text()
+        assert segment in {"A", "B", "C", "D"}
+        assert frame.locator("#result-description").inner_text().startswith(f"Segment {segment} (")
+        assert "imputed by the model" in frame.locator("#imputed").inner_text()
+
+        # 4. A customer page, through the lookup form.
+        customer_id = scalar("SELECT min(customer_id) FROM segmentation.customer_segments")
+        frame.locator("input[name=id]").fill(str(customer_id))
+        frame.get_by_role("button", name="Open").click()
+        expected = scalar("SELECT segment FROM segmentation.customer_segments WHERE customer_id = %s", (customer_id,))
+        assert frame.locator("#customer-segment").inner_text() == expected
+
+        # 5. Every page on its own, for the artifacts and the README.
+        for name, path in [("overview", "/"), ("models", "/models"), ("quality", "/quality"),
+                           ("what-if", "/what-if"), ("customer", f"/customers/{customer_id}")]:  # fmt: skip
+            page.goto(f"{api_server}/segmentation{path}")
+            page.wait_for_load_state("networkidle")
+            if name == "what-if":
+                page.locator("#f-age").fill("38")
+                page.locator("#f-profession").select_option("Artist")
+                page.locator("#predict").click()
+                page.locator("#result-segment").wait_for()
+            _shot(page, name, docs=True)
+    finally:
+        context.close()
