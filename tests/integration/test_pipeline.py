@@ -43,6 +43,7 @@ def test_migrations_are_recorded_and_idempotent(fresh_db: str) -> None:
 def test_a_changed_applied_migration_fails_init_db_and_names_the_file(fresh_db: str, tmp_path) -> None:
     from segmentation.config import DEFAULT_SQL_DIR
     from segmentation.errors import DatabaseError
+    from segmentation.migrations import migration_files
 
     sql_dir = tmp_path / "sql"
     shutil.copytree(DEFAULT_SQL_DIR, sql_dir)
@@ -52,7 +53,7 @@ def test_a_changed_applied_migration_fails_init_db_and_names_the_file(fresh_db: 
     with pytest.raises(DatabaseError, match=r"migration 002_analyst_views\.sql was applied .* must not change"):
         migrate(fresh_db, sql_dir)
     # Nothing was applied: the check runs before any new migration.
-    assert scalar("SELECT count(*) FROM segmentation.schema_migrations") == 4
+    assert scalar("SELECT count(*) FROM segmentation.schema_migrations") == len(migration_files(DEFAULT_SQL_DIR))
     assert scalar("SELECT to_regclass('segmentation.later')") is None
 
 
