@@ -10,7 +10,6 @@ effects of all nine attributes sum to the customer's probability minus the backg
 
 from __future__ import annotations
 
-import logging
 import math
 from itertools import product
 from pathlib import Path
@@ -24,8 +23,6 @@ from segmentation.columns import ATTRIBUTE_COLUMNS, CUSTOMER_ID, MODEL_INPUT_COL
 from segmentation.errors import DatabaseError, DataError, ModelError, NotFoundError
 from segmentation.features import derive_features
 from segmentation.jsonsafe import json_safe
-
-logger = logging.getLogger(__name__)
 
 ATTRIBUTES: tuple[str, ...] = ATTRIBUTE_COLUMNS
 # Background customers the effects are measured against (stored with each model version at training).
@@ -95,10 +92,6 @@ def shapley_values(model: Any, row: pd.Series, background: pd.DataFrame) -> tupl
     return phi, values[0]
 
 
-def _json_value(value: Any) -> Any:
-    return json_safe(value)
-
-
 def explain_frame(
     model: Any, features: pd.DataFrame, background: pd.DataFrame | None = None, *, top: int = 5
 ) -> list[list[dict[str, Any]]]:
@@ -120,7 +113,7 @@ def explain_frame(
         order = sorted(range(len(ATTRIBUTES)), key=lambda i: (-effects[i], ATTRIBUTES[i]))
         out.append(
             [
-                {"attribute": ATTRIBUTES[i], "value": _json_value(row[ATTRIBUTES[i]]), "effect": float(effects[i])}
+                {"attribute": ATTRIBUTES[i], "value": json_safe(row[ATTRIBUTES[i]]), "effect": float(effects[i])}
                 for i in order[:top]
             ]
         )

@@ -37,7 +37,7 @@ from segmentation.monitoring import (
 from segmentation.pgcopy import copy_binary_in, copy_frame_out
 
 if TYPE_CHECKING:
-    from segmentation.training import TrainingOptions
+    from segmentation.training import TrainingOptions, TrainingResult
 
 log = logging.getLogger(__name__)
 
@@ -313,7 +313,7 @@ def train(
     return figures
 
 
-def metric_rows(result: Any) -> dict[str, str]:
+def metric_rows(result: TrainingResult) -> dict[str, str]:
     """Which rows each figure of ``model_versions.metrics`` comes from (stored as ``metrics["rows"]``)."""
     return {
         "holdout metrics": (

@@ -1,0 +1,169 @@
+"""Cheap ideas for a better served model, measured on the quality bench's outer folds against the equal vote.
+
+Every row is a FIXED configuration fitted on each whole outer training part (as the refitted served model is)
+and scored on the outer test part, paired per fold against ``hgb_rf_vote`` (the usual champion) and the
+reference (seed GB). Not nested: a row that wins here would still have to win inside ``train_model``.
+
+- ``stacking``: the vote's two members under a logistic-regression meta-model on their out-of-fold
+  probabilities (``StackingClassifier``, 5 inner folds) instead of the equal average;
+- ``vote, richer rf encoding``: the vote with its forest fed extra categorical columns (age bands, family-size
+  bands, profession x married and profession x graduated crosses, one-hot);
+- ``vote + spline lr``: a third equal member, a logistic regression on one-hot categories, the same crosses
+  and B-splines of age, work experience and family size.
+
+``--write`` replaces the "## Model ideas" section of BENCHMARKS.md. Exits 0 when the real file is absent.
+
+    python bench/model_ideas.py --write
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from benchmarks_md import publish
+from model_quality import (
+    DEFAULT_DATA,
+    REFERENCE,
+    features_and_labels,
+    fit_and_score,
+    load_real,
+    outer_folds,
+)
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier, StackingClassifier, VotingClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, SplineTransformer
+from threadpoolctl import threadpool_limits
+
+from segmentation.candidates import build_candidate
+from segmentation.columns import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS
+from segmentation.preprocessing import build_pipeline
+
+SECTION = "## Model ideas"
+CROSSES = ("age_band", "family_band", "profession_married", "profession_graduated")
+
+
+def add_richer_columns(X: pd.DataFrame) -> pd.DataFrame:
+    """Age and family-size bands and profession crosses, as categories ("missing" for gaps)."""
+    out = X.copy()
+    age = pd.cut(out["age"], [0, 25, 30, 35, 40, 45, 50, 60, 70, 200]).astype(str)
+    out["age_band"] = age.where(out["age"].notna(), "missing")
+    out["family_band"] = out["family_size"].clip(upper=6).astype("string").fillna("missing").astype(str)
+    profession = out["profession"].astype("string").fillna("missing").astype(str)
+    for other, name in (("ever_married", "profession_married"), ("graduated", "profession_graduated")):
+        out[name] = profession + "|" + out[other].astype("string").fillna("missing").astype(str)
+    for column in CATEGORICAL_COLUMNS:
+        out[column] = out[column].astype("string").fillna("missing").astype(str)
+    return out
+
+
+def rich_one_hot(numeric: Pipeline | str = "passthrough") -> Pipeline:
+    columns = ColumnTransformer(
+        [
+            ("numeric", numeric, list(NUMERIC_COLUMNS)),
+            ("categories", OneHotEncoder(handle_unknown="ignore", min_frequency=20), [*CATEGORICAL_COLUMNS, *CROSSES]),
+        ]
+    )
+    return make_pipeline(FunctionTransformer(add_richer_columns), columns)
+
+
+def members(seed: int) -> dict[str, Pipeline]:
+    vote = build_candidate("hgb_rf_vote", seed).named_steps["classifier"]
+    return dict(vote.estimators)
+
+
+def build_ideas(seed: int) -> dict[str, object]:
+    def stacking() -> StackingClassifier:
+        return StackingClassifier(
+            list(members(seed).items()),
+            final_estimator=LogisticRegression(max_iter=1000),
+            stack_method="predict_proba",
+            cv=5,
+            n_jobs=1,
+        )
+
+    def richer_rf() -> Pipeline:
+        rf = RandomForestClassifier(
+            n_estimators=100, min_samples_leaf=10, max_features=0.3, n_jobs=1, random_state=seed
+        )
+        imputed = make_pipeline(SimpleImputer(strategy="median", add_indicator=True))
+        return make_pipeline(rich_one_hot(imputed), rf)
+
+    def spline_lr() -> Pipeline:
+        numeric = make_pipeline(SimpleImputer(strategy="median"), SplineTransformer(n_knots=6, degree=3))
+        return make_pipeline(rich_one_hot(numeric), LogisticRegression(C=0.3, max_iter=2000))
+
+    return {
+        REFERENCE: lambda: build_pipeline(GradientBoostingClassifier(random_state=seed)),
+        "hgb_rf_vote": lambda: build_candidate("hgb_rf_vote", seed),
+        "stacking (lr over the vote's members)": stacking,
+        "vote, richer rf encoding": lambda: VotingClassifier(
+            [("hgb", members(seed)["hgb"]), ("rf", richer_rf())], voting="soft"
+        ),
+        "vote + spline lr": lambda: VotingClassifier([*members(seed).items(), ("lr", spline_lr())], voting="soft"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--splits", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args(argv)
+    if not args.data.exists():
+        print(f"model_ideas: {args.data} is absent; skipping", file=sys.stderr)
+        return 0
+    started = time.perf_counter()
+    X, y = features_and_labels(load_real(args.data))
+    folds = outer_folds(X, y, splits=args.splits, repeats=args.repeats, seed=args.seed)
+    ideas = build_ideas(args.seed)
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in ideas}
+    with threadpool_limits(1):
+        for number, (train_idx, test_idx) in enumerate(folds, start=1):
+            for name, build in ideas.items():
+                results[name].append(fit_and_score(build, X, y, train_idx, test_idx))
+            print(f"fold {number}/{len(folds)} done", file=sys.stderr, flush=True)
+    vote, ref = pd.DataFrame(results["hgb_rf_vote"]), pd.DataFrame(results[REFERENCE])
+    lines = [
+        "| model | accuracy | log loss | accuracy − vote (points) | log loss − vote | better than vote (acc/ll) "
+        "| accuracy − reference (points) | log loss − reference | fit s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, folds_scores in results.items():
+        t = pd.DataFrame(folds_scores)
+        da, dl = (t["accuracy"] - vote["accuracy"]) * 100, t["log_loss"] - vote["log_loss"]
+        ra, rl = (t["accuracy"] - ref["accuracy"]) * 100, t["log_loss"] - ref["log_loss"]
+        lines.append(
+            f"| {name} | {t['accuracy'].mean():.4f} | {t['log_loss'].mean():.4f} "
+            f"| {da.mean():+.2f} ± {da.std(ddof=1) / np.sqrt(len(da)):.2f} "
+            f"| {dl.mean():+.4f} ± {dl.std(ddof=1) / np.sqrt(len(dl)):.4f} "
+            f"| {int((da > 0).sum())}/{int((dl < 0).sum())} of {len(da)} "
+            f"| {ra.mean():+.2f} | {rl.mean():+.4f} | {t['fit_s'].mean():.2f} |"
+        )
+    text = (
+        f"{SECTION}\n\n"
+        f"Fixed configurations on the quality bench's folds (RepeatedStratifiedKFold(n_splits={args.splits}, "
+        f"n_repeats={args.repeats}, random_state={args.seed}), {len(X):,} labelled rows), each fitted on the whole "
+        "outer training part and scored on its test part; differences are paired per fold, mean ± standard error. "
+        "Not nested, so a small gain here is optimistic.\n\n"
+        "Command: `python bench/model_ideas.py "
+        + " ".join(argv if argv is not None else sys.argv[1:])
+        + "`\n\n"
+        + "\n".join(lines)
+        + f"\n\nBench wall time: {time.perf_counter() - started:.0f} s.\n"
+    )
+    publish(SECTION, text, write=args.write)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
