@@ -200,7 +200,7 @@ def test_worker_killed_mid_shard_is_retried_on_the_other_worker(
     tmp_path: Path, template_db: str, undisturbed: dict[str, list[tuple]], metadata_db: str
 ) -> None:
     customers = copy_database(admin_url(), template_db)
-    redis = RedisServer(tmp_path / "redis")
+    redis = RedisServer(tmp_path / "broker")
     redis.start()
     run_id = f"kill__{uuid.uuid4().hex[:8]}"
     stack = start_celery(tmp_path, "kill", metadata_db, customers, redis.url)
@@ -264,7 +264,7 @@ def test_redis_restarted_mid_run(
     tmp_path: Path, template_db: str, undisturbed: dict[str, list[tuple]], metadata_db: str
 ) -> None:
     customers = copy_database(admin_url(), template_db)
-    redis = RedisServer(tmp_path / "redis")
+    redis = RedisServer(tmp_path / "broker")
     redis.start()
     run_id = f"redis__{uuid.uuid4().hex[:8]}"
     stack = start_celery(tmp_path, "redis", metadata_db, customers, redis.url)
@@ -296,6 +296,8 @@ def test_redis_restarted_mid_run(
         stack.stop()
         redis.kill()
 
+    for worker in WORKERS:  # the restart reached the workers: each lost its broker connection
+        assert "Connection to broker lost" in (stack.root / f"{worker}.log").read_text(errors="replace"), worker
     try:
         assert segments(customers) == undisturbed["segments"]
         assert history(customers) == undisturbed["history"]  # one change per customer: no duplicate
