@@ -167,13 +167,13 @@ def _customer_reasons(cur: Any, customer_id: int, cache_dir: Path) -> list[dict[
 
 def predict_data(values: dict[str, str | None]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     """(result, field errors): the what-if for raw attribute values."""
-    errors = champion.field_errors(values)
-    if errors:
+    clean, errors = champion.check(values)
+    if clean is None:
         return None, errors
     settings = get_settings()
     with connect() as conn, conn.cursor() as cur:
         model = champion.current(cur, settings.model_cache_dir)
-    return champion.score(model, values), {}
+    return champion.score(model, clean), {}
 
 
 def promote(version: int, caller: Caller) -> dict[str, Any]:
