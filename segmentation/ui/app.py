@@ -182,7 +182,13 @@ def promote(version: int, caller: Caller) -> dict[str, Any]:
 
     with connect() as conn, conn.cursor() as cur:
         before = registry.champion(cur)
-        target = registry.get_version(cur, version)
+        try:
+            target = registry.get_version(cur, version)
+        except ModelError as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no model version {version}") from exc
+        if target.status == "champion":
+            return {"version": version, "action": "none: already the champion", "promoted_by": None,
+                    "asset_event": False}  # fmt: skip
         if target.status == "rejected" or target.status == "candidate":
             action = "promoted"
         else:
