@@ -31,6 +31,8 @@ Runs daily at 02:00 UTC, and again whenever `segmentation_retrain` promotes a ne
 Analysts query `segmentation.current_segments`, `segment_summary` and `segment_changes`.
 """
 
+# Lineage in Airflow's Assets view: customers (read by clean) and the champion model -> segments.
+CUSTOMERS = Asset(name="segmentation.customers")
 # Refreshed by every successful nightly run; consumers such as a CRM export are scheduled on it.
 SEGMENTS = Asset(name=SEGMENTS_ASSET_NAME)
 
@@ -57,7 +59,7 @@ def segmentation_nightly() -> None:
 
         return tasks.start_run(run_id, "segmentation_nightly")
 
-    @task
+    @task(inlets=[CUSTOMERS])
     def clean(run_id: str | None = None) -> dict:
         from segmentation import tasks
         from segmentation.errors import DataError

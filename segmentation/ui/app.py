@@ -167,13 +167,13 @@ def _customer_reasons(cur: Any, customer_id: int, cache_dir: Path) -> list[dict[
 
 def predict_data(values: dict[str, str | None]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     """(result, field errors): the what-if for raw attribute values."""
-    errors = champion.field_errors(values)
-    if errors:
+    clean, errors = champion.check(values)
+    if clean is None:
         return None, errors
     settings = get_settings()
     with connect() as conn, conn.cursor() as cur:
         model = champion.current(cur, settings.model_cache_dir)
-    return champion.score(model, values), {}
+    return champion.score(model, clean), {}
 
 
 def promote(version: int, caller: Caller) -> dict[str, Any]:
@@ -182,7 +182,13 @@ def promote(version: int, caller: Caller) -> dict[str, Any]:
 
     with connect() as conn, conn.cursor() as cur:
         before = registry.champion(cur)
-        target = registry.get_version(cur, version)
+        try:
+            target = registry.get_version(cur, version)
+        except ModelError as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no model version {version}") from exc
+        if target.status == "champion":
+            return {"version": version, "action": "none: already the champion", "promoted_by": None,
+                    "asset_event": False}  # fmt: skip
         if target.status == "rejected" or target.status == "candidate":
             action = "promoted"
         else:

@@ -54,32 +54,46 @@ def current(cur: Any, cache_dir: Path | None = None) -> CachedChampion:
     return cached
 
 
+_controller: list[Any] = []
+
+
+def _one_thread() -> Any:
+    from threadpoolctl import ThreadpoolController
+
+    if not _controller:
+        _controller.append(ThreadpoolController())  # inspecting the loaded libraries once, not per request
+    return _controller[0].limit(limits=1)
+
+
 def clear() -> None:
     """Forget the cached champion (tests)."""
     with _lock:
         _cache.clear()
 
 
-def field_errors(values: dict[str, Any]) -> dict[str, list[dict[str, str]]]:
-    """The validation rules (``segmentation.cleaning`` names) each attribute breaks, by field; empty when valid."""
+def check(values: dict[str, Any]) -> tuple[pd.DataFrame | None, dict[str, list[dict[str, str]]]]:
+    """Validate one customer's raw attributes with the pipeline's rules (``segmentation.cleaning``).
+
+    Returns the clean one-row frame, or None and the rules each attribute breaks, by field.
+    """
     raw = pd.DataFrame([{CUSTOMER_ID: "1", **{c: values.get(c) for c in ATTRIBUTE_COLUMNS}}])
     checked = validate(raw)
     if checked.rejects.empty:
-        return {}
+        return checked.clean, {}
     by_field: dict[str, list[dict[str, str]]] = {}
     for rule in checked.rejects.iloc[0]["reasons"]:
         field = max((c for c in ATTRIBUTE_COLUMNS if rule.startswith(c + "_")), key=len, default="customer")
         by_field.setdefault(field, []).append({"rule": rule, "message": REASONS.get(rule, rule)})
-    return by_field
+    return None, by_field
 
 
-def score(champion: CachedChampion, values: dict[str, Any]) -> dict[str, Any]:
-    """Score one valid customer: segment, probabilities, description, imputed attributes and reasons."""
-    raw = pd.DataFrame([{CUSTOMER_ID: "1", **{c: values.get(c) for c in ATTRIBUTE_COLUMNS}}])
-    clean = validate(raw).clean.astype({"age": "float64"})
+def score(champion: CachedChampion, clean: pd.DataFrame) -> dict[str, Any]:
+    """Score one validated customer: segment, probabilities, description, imputed attributes and reasons."""
+    clean = clean.astype({"age": "float64"})
     imputed = [c for c in ATTRIBUTE_COLUMNS if pd.isna(clean.iloc[0][c])]
     features = derive_features(clean)
-    scored = predict_frame(champion.model, features).iloc[0]
+    with _one_thread():  # one row: OpenMP threads only add start-up and contention on a shared machine
+        scored = predict_frame(champion.model, features).iloc[0]
     segment = str(scored["segment"])
     probabilities = {s: round(float(scored[f"p_{s.lower()}"]), 4) for s in SEGMENTS}
     return {

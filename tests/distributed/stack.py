@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -321,6 +322,16 @@ class AirflowStack:
                 return reply.status == 200
         except OSError:
             return False
+
+    def segmentation_plugin_served(self) -> bool:
+        """Whether the api-server mounted the Segmentation plugin (its API refuses an anonymous caller: 401)."""
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}/segmentation/api/summary", timeout=5)
+        except urllib.error.HTTPError as exc:
+            return exc.code == 401
+        except OSError:
+            return False
+        return False
 
     def check_alive(self) -> None:
         """AssertionError naming any process that has exited, with the end of its log."""

@@ -79,6 +79,7 @@ def test_nightly_on_two_celery_workers_equals_local_executor(
         celery.start_worker("worker-1", concurrency=2)
         celery.start_worker("worker-2", concurrency=2)
         wait_for("the api-server", celery.api_ready, 120)
+        assert celery.segmentation_plugin_served(), "the api-server did not mount the Segmentation plugin"
         state = run_nightly(celery, metadata_db, celery_run)
         assert state == "success", (task_states(metadata_db, celery_run), celery.tail(celery.root / "worker-1.log"))
     finally:

@@ -286,6 +286,14 @@ def test_promote_is_refused_to_a_viewer(as_user, client, tokens) -> None:
     assert scalar("SELECT status FROM segmentation.model_versions WHERE version = %s", (target,)) != "champion"
 
 
+def test_promoting_an_unknown_version_is_404_and_the_champion_again_changes_nothing(client, tokens) -> None:
+    editor = {"Authorization": f"Bearer {tokens['editor']}"}
+    assert client.post("/segmentation/api/models/999/promote", headers=editor).status_code == 404
+    assert client.post("/segmentation/api/models/abc/promote", headers=editor).status_code == 422
+    again = client.post(f"/segmentation/api/models/{champion_version()}/promote", headers=editor).json()
+    assert again["action"].startswith("none") and again["asset_event"] is False
+
+
 def test_promote_with_the_cookie_needs_the_csrf_token_and_same_origin(as_user) -> None:
     target = int(scalar("SELECT max(version) FROM segmentation.model_versions WHERE status <> 'champion'"))
     editor = as_user("editor")
