@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from segmentation.columns import ALLOWED_CATEGORIES, ATTRIBUTE_COLUMNS
-from segmentation.errors import SegmentationError
+from segmentation.errors import DatabaseError, DataError, ModelError, SegmentationError
 
 log = logging.getLogger("segmentation.cli")
 
@@ -180,6 +180,56 @@ def cmd_model_sign(args: argparse.Namespace) -> None:
     _emit({"signed": args.version, "artifact_hmac": signature[:12] + "…"})
 
 
+# Commands that need no customer database schema (``generate`` only when it writes a CSV).
+NO_SCHEMA_COMMANDS = ("init-db", "db-url")
+# Commands that make the next step themselves on an empty database.
+LOADING_COMMANDS = ("load-csv", "generate")
+RUN_HINT = "or `segmentation run` for every step"
+
+
+def check_ready(args: argparse.Namespace) -> None:
+    """A one-line error naming the next step when the database is not ready for ``args.command``."""
+    if args.command in NO_SCHEMA_COMMANDS or (args.command == "generate" and args.out):
+        return
+    from segmentation.config import get_settings
+    from segmentation.migrations import check_schema
+
+    state = check_schema(sql_dir=get_settings().sql_dir)
+    if args.command in (*LOADING_COMMANDS, "predict"):  # predict checks its input first, then the champion
+        return
+    if args.command == "model":
+        if not state.model_versions:
+            raise ModelError(f"no model versions yet: run `segmentation train` ({RUN_HINT}) after loading customers")
+        return
+    if not state.customers:
+        raise DataError(
+            "no customers loaded yet: load them with `segmentation load-csv PATH` or `segmentation generate`, "
+            "then run `segmentation run`"
+        )
+    if args.command == "train":
+        if not state.labelled:
+            raise DataError(
+                "no labelled customers: load a CSV with a Segmentation column (`segmentation load-csv PATH`) "
+                "or `segmentation generate`"
+            )
+        if not state.labelled_clean:
+            raise DataError(
+                f"the {state.labelled} labelled customers are loaded but not cleaned yet: run `segmentation clean` "
+                f"and `segmentation features` first, {RUN_HINT}"
+            )
+        if not state.labelled_features:
+            raise DataError(
+                f"the {state.labelled_clean} clean labelled customers have no feature rows yet: run "
+                f"`segmentation features` first, {RUN_HINT}"
+            )
+    if args.command in ("score", "report") and not state.model_versions:
+        raise ModelError(f"no model yet: run `segmentation train` ({RUN_HINT})")
+
+
+def _one_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command."""
     parser = argparse.ArgumentParser(prog="segmentation", description=__doc__)
@@ -255,9 +305,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
+        check_ready(args)
         args.func(args)
     except SegmentationError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        # A database error the checks did not foresee: one line, not a traceback (-v logs it in full).
+        if type(exc).__module__.split(".")[0] not in ("psycopg2", "sqlalchemy"):
+            raise
+        log.debug("database error", exc_info=True)
+        hint = "; run `segmentation init-db`" if type(exc).__name__ in ("UndefinedTable", "InvalidSchemaName") else ""
+        print(f"error: {DatabaseError.__name__}: {_one_line(exc)}{hint}", file=sys.stderr)
         return 2
     return 0
 

@@ -133,9 +133,24 @@ def resolve_database_url(settings: Settings | None = None) -> str:
 
 
 def uses_embedded_server(settings: Settings | None = None) -> bool:
-    """Whether the customer database is the embedded demo server (no URL and no Airflow connection)."""
+    """Whether the customer database is the embedded demo server under the data directory.
+
+    True with no URL and no Airflow connection, and also when the URL or connection names that server's
+    socket (as ``make demo`` and ``make up`` hand it to Airflow).
+    """
+    from sqlalchemy.engine import make_url
+
     settings = settings or get_settings()
-    return not settings.database_url and _airflow_connection_url(settings.airflow_conn_id) is None
+    url = settings.database_url or _airflow_connection_url(settings.airflow_conn_id)
+    if url is None:
+        return True
+    try:
+        socket_dir = make_url(url).query.get("host")
+    except Exception:
+        return False
+    if not isinstance(socket_dir, str) or not socket_dir.startswith("/"):
+        return False
+    return Path(socket_dir).resolve().is_relative_to((settings.data_dir / "pgdata").resolve())
 
 
 TRAINING_URL_ENV = "SEGMENTATION_TRAINING_DATABASE_URL"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from segmentation import locks
@@ -97,3 +98,41 @@ def apply_roles(url: str | None = None, sql_dir: Path = DEFAULT_SQL_DIR) -> None
         locks.xact_lock(cur, locks.MIGRATION)
         cur.execute((sql_dir / ROLES_FILE).read_text())
     log.info("applied %s", ROLES_FILE)
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    """What the customer database holds, enough to tell a user the next step."""
+
+    customers: bool
+    labelled: int
+    labelled_clean: int
+    labelled_features: int
+    model_versions: int
+
+
+def check_schema(url: str | None = None, sql_dir: Path = DEFAULT_SQL_DIR) -> SchemaState:
+    """DatabaseError naming ``segmentation init-db`` when the schema or a migration is missing; else its state."""
+    files = migration_files(sql_dir)
+    with connect(url) as conn, conn.cursor() as cur:
+        cur.execute(f"SELECT to_regclass('{SCHEMA}.schema_migrations') IS NOT NULL")
+        if not cur.fetchone()[0]:
+            raise DatabaseError(
+                "the customer database has no segmentation schema yet: run `segmentation init-db` first"
+            )
+        cur.execute(f"SELECT version FROM {SCHEMA}.schema_migrations")
+        applied = {row[0] for row in cur.fetchall()}
+        pending = [p.name for p in files if p.name[:3] not in applied]
+        if pending:
+            raise DatabaseError(f"migrations {pending} are not applied yet: run `segmentation init-db` first")
+        cur.execute(
+            f"""SELECT EXISTS (SELECT 1 FROM {SCHEMA}.customers),
+                       (SELECT count(*) FROM {SCHEMA}.customer_labels),
+                       (SELECT count(*) FROM {SCHEMA}.customer_labels
+                        JOIN {SCHEMA}.clean_customers USING (customer_id)),
+                       (SELECT count(*) FROM {SCHEMA}.customer_labels
+                        JOIN {SCHEMA}.customer_features USING (customer_id)),
+                       (SELECT count(*) FROM {SCHEMA}.model_versions)"""
+        )
+        customers, labelled, labelled_clean, labelled_features, versions = cur.fetchone()
+    return SchemaState(bool(customers), int(labelled), int(labelled_clean), int(labelled_features), int(versions))

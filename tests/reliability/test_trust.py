@@ -162,3 +162,16 @@ def test_the_embedded_demo_generates_a_private_local_key(monkeypatch: pytest.Mon
     path = tmp_path / "data" / signing.LOCAL_KEY_FILE
     assert path.exists() and stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert signing.signing_key() == key and len(key) >= 32  # created once, then reused
+
+
+def test_the_embedded_server_named_by_url_counts_as_the_demo(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``make demo`` hands the embedded server's socket URL to Airflow; a URL elsewhere needs the key."""
+    from segmentation.db import uses_embedded_server
+
+    monkeypatch.setenv("SEGMENTATION_DATA_DIR", str(tmp_path / "data"))
+    socket_url = f"postgresql://postgres:@/segmentation?host={tmp_path / 'data' / 'pgdata'}"
+    monkeypatch.setenv("SEGMENTATION_DATABASE_URL", socket_url)
+    assert uses_embedded_server()
+    for elsewhere in ("postgresql://postgres:@/segmentation?host=/var/run/postgresql", "postgresql://u@db:5432/s"):
+        monkeypatch.setenv("SEGMENTATION_DATABASE_URL", elsewhere)
+        assert not uses_embedded_server()
