@@ -142,9 +142,8 @@ def cmd_explain(args: argparse.Namespace) -> None:
     from segmentation.db import connect
     from segmentation.explain import explain_customer
 
-    customer_id = parse_customer_id(args.customer_id)
     with connect() as conn, conn.cursor() as cur:
-        _emit(explain_customer(cur, customer_id, cache_dir=get_settings().model_cache_dir))
+        _emit(explain_customer(cur, args.customer_id, cache_dir=get_settings().model_cache_dir))
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -305,6 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
+        if args.command == "explain":  # a malformed id is reported before the database is asked anything
+            args.customer_id = parse_customer_id(args.customer_id)
         check_ready(args)
         args.func(args)
     except SegmentationError as exc:
