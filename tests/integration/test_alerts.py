@@ -1,4 +1,4 @@
-"""Alerts of every kind are raised, stored in ``segmentation.alerts`` and logged; delivered when configured."""
+"""Alerts of every kind are raised, stored in ``segmentation.alerts`` and logged (delivery: tests/dags)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,10 @@ import logging
 import pytest
 
 from segmentation import alerts, tasks
-from segmentation.config import get_settings
 from segmentation.data import generate_customers
 from segmentation.errors import ConfigError, RejectThresholdExceeded
 from segmentation.loading import load_customers, to_raw_text
 from tests.helpers import execute, load_generated, query
-from tests.smtp_sink import smtp_sink
 
 pytestmark = pytest.mark.db
 
@@ -90,31 +88,6 @@ def test_a_segment_share_that_moved_more_than_the_setting_raises_an_alert(
     )
     tasks.run_nightly("night-4")
     assert len(_alerts("share_moved")) == 1
-
-
-def test_an_alert_is_delivered_through_the_smtp_connection(fresh_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    tasks.start_run("night-x", "segmentation_nightly")
-    monkeypatch.setenv("SEGMENTATION_ALERTS_TO", "oncall@example.com,data@example.com")
-    with smtp_sink() as sink:
-        monkeypatch.setenv("AIRFLOW_CONN_SEGMENTATION_ALERTS", sink.airflow_connection())
-        alerts.raise_alert("drift_retrain", "retraining: input drift", run_id="night-x", task_id="retrain_if_due")
-    [message] = sink.messages
-    assert sorted(message.recipients) == ["data@example.com", "oncall@example.com"]
-    assert message.subject == "[segmentation] drift_retrain: DAG segmentation_nightly, run night-x"
-    for needle in ("DAG: segmentation_nightly", "run: night-x", "task: retrain_if_due", "reason: retraining"):
-        assert needle in message.body
-    [(*_, delivered, delivery)] = _alerts("drift_retrain")
-    assert delivered is True and delivery.startswith("sent to")
-
-
-def test_an_unreachable_mail_server_loses_no_alert(fresh_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    with smtp_sink() as sink:
-        closed = sink.airflow_connection()  # the sink stops: nothing listens on its port any more
-    monkeypatch.setenv("AIRFLOW_CONN_SEGMENTATION_ALERTS", closed)
-    monkeypatch.setenv("SEGMENTATION_ALERTS_TO", "oncall@example.com")
-    alerts.raise_alert("failed_run", "task x failed: boom", run_id="r", task_id="x", settings=get_settings())
-    [(*_, delivered, delivery)] = _alerts("failed_run")
-    assert delivered is False and delivery.startswith("failed:")
 
 
 def test_an_unknown_alert_kind_is_refused() -> None:
