@@ -240,7 +240,7 @@ def test_worker_killed_mid_shard_is_retried_on_the_other_worker(
         assert shards[f"score_shard_{shard}"]["worker"].startswith(f"{survivor}:")
         assert sum(figures["rows"] for figures in shards.values()) == N_CUSTOMERS
         assert task_states(metadata_db, run_id) == {"success": 6 + len(shards)}
-        retried = fetch(
+        retried_tasks = fetch(
             metadata_db,
             "SELECT count(*) FROM task_instance WHERE dag_id = %s AND run_id = %s AND try_number > 1",
             (DAG_ID, run_id),
@@ -260,7 +260,7 @@ def test_worker_killed_mid_shard_is_retried_on_the_other_worker(
         timeline["detected"] - killed,
         survivor,
         timeline["retried"] - killed,
-        retried,
+        retried_tasks,
         finished - triggered,
         N_CUSTOMERS,
     )
