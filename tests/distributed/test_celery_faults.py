@@ -240,14 +240,19 @@ def test_worker_killed_mid_shard_is_retried_on_the_other_worker(
         assert shards[f"score_shard_{shard}"]["worker"].startswith(f"{survivor}:")
         assert sum(figures["rows"] for figures in shards.values()) == N_CUSTOMERS
         assert task_states(metadata_db, run_id) == {"success": 6 + len(shards)}
+        retried_tasks = fetch(
+            metadata_db,
+            "SELECT count(*) FROM task_instance WHERE dag_id = %s AND run_id = %s AND try_number > 1",
+            (DAG_ID, run_id),
+        )[0][0]
         assert segments(customers) == undisturbed["segments"]
         assert history(customers) == undisturbed["history"]  # one change per customer: no duplicate
     finally:
         drop_database(customers)
     log.info(
         "worker %s killed mid-shard %d (map index %d) %.0f s after the trigger; detected %.0f s and retried "
-        "on %s %.0f s after the kill; run succeeded %.0f s after the trigger; segments and history equal the "
-        "undisturbed run on %d customers",
+        "on %s %.0f s after the kill; %d task(s) retried in all; run succeeded %.0f s after the trigger; "
+        "segments and history equal the undisturbed run on %d customers",
         victim,
         shard,
         map_index,
@@ -255,6 +260,7 @@ def test_worker_killed_mid_shard_is_retried_on_the_other_worker(
         timeline["detected"] - killed,
         survivor,
         timeline["retried"] - killed,
+        retried_tasks,
         finished - triggered,
         N_CUSTOMERS,
     )
@@ -306,18 +312,25 @@ def test_redis_restarted_mid_run(
             "SELECT count(*) FROM task_instance WHERE dag_id = %s AND run_id = %s AND try_number > 1",
             (DAG_ID, run_id),
         )[0][0]
+        # A message lost with the broker leaves its task queued until [scheduler] task_queued_timeout.
+        requeued = fetch(
+            metadata_db,
+            "SELECT count(*) FROM log WHERE dag_id = %s AND run_id = %s AND event = 'stuck in queued reschedule'",
+            (DAG_ID, run_id),
+        )[0][0]
     finally:
         drop_database(customers)
     log.info(
         "Redis killed %.0f s after the trigger with scoring tasks %s, restarted after %d s; first run %s "
-        "%.0f s after the trigger with %d task(s) retried; %s; segments and history equal the undisturbed run "
-        "on %d customers, %.0f s in all",
+        "%.0f s after the trigger with %d task(s) retried and %d requeued after being stuck in queued; %s; "
+        "segments and history equal the undisturbed run on %d customers, %.0f s in all",
         down - triggered,
         in_flight,
         REDIS_DOWN_S,
         run_id,
         first_done - triggered,
         retries,
+        requeued,
         "completed" if len(runs) == 1 else f"re-run {runs[-1]} succeeded",
         N_CUSTOMERS,
         finished - triggered,
