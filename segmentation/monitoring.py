@@ -23,8 +23,14 @@ def _put(cur: Any, run_id: str, metric: str, subject: str, value: float | None) 
     )
 
 
-def record_run_metrics(cur: Any, run_id: str) -> dict[str, Any]:
-    """Reject share, missing-value rates of this run's clean rows and current segment shares."""
+def record_run_metrics(
+    cur: Any, run_id: str, *, segment_counts: dict[str, int] | None = None, scored: int | None = None
+) -> dict[str, Any]:
+    """Reject share, missing-value rates of this run's clean rows and current segment shares.
+
+    ``segment_counts`` (customers per segment, e.g. from ``segment_counts``) and ``scored`` (rows this run
+    scored), when given, spare two scans of ``customer_segments``.
+    """
     cur.execute(
         """SELECT (steps->'clean'->>'rows')::int, (steps->'clean'->>'rejected')::int
            FROM segmentation.pipeline_runs WHERE run_id = %s""",
@@ -41,15 +47,16 @@ def record_run_metrics(cur: Any, run_id: str) -> dict[str, Any]:
         for column, rate in zip(ATTRIBUTE_COLUMNS, missing, strict=True):
             _put(cur, run_id, "missing_rate", column, float(rate))
 
-    cur.execute(
-        """SELECT segment, count(*)::float / sum(count(*)) OVER () FROM segmentation.customer_segments
-           GROUP BY segment ORDER BY segment"""
-    )
-    shares = {segment: round(share, 4) for segment, share in cur.fetchall()}
+    if segment_counts is None:
+        cur.execute("SELECT segment, count(*) FROM segmentation.customer_segments GROUP BY segment")
+        segment_counts = dict(cur.fetchall())
+    total = sum(n for n in segment_counts.values() if n > 0)
+    shares = {s: round(n / total, 4) for s, n in sorted(segment_counts.items()) if n > 0} if total else {}
     for segment, share in shares.items():
         _put(cur, run_id, "segment_share", segment, share)
-    cur.execute("SELECT count(*) FROM segmentation.customer_segments WHERE run_id = %s", (run_id,))
-    scored = int(cur.fetchone()[0])
+    if scored is None:
+        cur.execute("SELECT count(*) FROM segmentation.customer_segments WHERE run_id = %s", (run_id,))
+        scored = int(cur.fetchone()[0])
     return {"reject_share": round(reject_share, 4), "scored_this_run": scored, "segment_shares": shares}
 
 

@@ -20,3 +20,10 @@ GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA segmentation TO segmentation_pipe
 REVOKE ALL ON ALL TABLES IN SCHEMA segmentation FROM segmentation_analyst;
 GRANT SELECT ON segmentation.current_segments, segmentation.segment_summary, segmentation.segment_changes
     TO segmentation_analyst;
+
+-- Scoring at scale (change capture and the segments swap): the pipeline runs the rebuild functions, which do
+-- the DDL on segmentation_rebuild as the schema owner; it gets no rights on that schema itself.
+GRANT EXECUTE ON FUNCTION segmentation.rebuild_create(text), segmentation.rebuild_drop(text),
+    segmentation.rebuild_drop_others(text), segmentation.rebuild_index(text), segmentation.rebuild_swap(text),
+    segmentation.take_all_score_pending() TO segmentation_pipeline;
+GRANT USAGE ON SCHEMA segmentation_rebuild TO segmentation_pipeline;
