@@ -1,6 +1,6 @@
 """Speed of the synthetic customer generator: rows per second for one large batch.
 
-    .venv/bin/python bench/generator.py [--rows 1000000] [--write]
+.venv/bin/python bench/generator.py [--rows 1000000] [--write]
 """
 
 from __future__ import annotations
