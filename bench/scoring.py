@@ -130,6 +130,8 @@ class Rescore:
     shard_seconds: list[float] = field(default_factory=list)
     # Per shard process: wall seconds minus the seconds of score_shard (interpreter start, package import).
     startup_seconds: list[float] = field(default_factory=list)
+    # Seconds per phase of a full rescore's publish (inside finalise).
+    publish: dict[str, float] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=dict)
     # Wall seconds of plan_scoring, of all shards (processes included) and of finalise.
     steps: dict[str, float] = field(default_factory=dict)
@@ -255,8 +257,9 @@ def _plan_shards_finalise(run_id: str, workers: int, result: Rescore) -> None:
     with ThreadPoolExecutor(max_workers=workers) as pool:
         shards = list(pool.map(lambda p: _run_shard(run_id, p["shard"], p["model_version"]), planned))
     laps.lap("shards")
-    tasks.finalise(run_id)
+    finalised = tasks.finalise(run_id)
     laps.lap("finalise")
+    result.publish = finalised.get("publish", {}).get("phases", {})
     result.steps = laps.phases
     result.shards = len(planned)
     result.rows = sum(s["rows"] for s in shards)
@@ -433,7 +436,13 @@ def _shard_note(label: str, result: Rescore) -> str:
         f"seconds inside each shard process (after interpreter start and package import): {inner}; "
         f"per-process start-up (interpreter start and package import): "
         f"{', '.join(f'{x:.2f}' for x in result.startup_seconds)}; "
-        f"summed over the shards: {phases}; max peak RSS {result.peak_rss_mb:.1f} MB "
+        f"summed over the shards: {phases}; "
+        + (
+            f"publish inside finalise: {', '.join(f'{k} {v:.2f} s' for k, v in result.publish.items())}; "
+            if result.publish
+            else ""
+        )
+        + f"max peak RSS {result.peak_rss_mb:.1f} MB "
         f"(ru_maxrss {result.ru_maxrss_mb:.1f} MB)."
     )
 
