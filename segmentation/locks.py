@@ -7,7 +7,7 @@ from typing import Any
 # Transaction-level advisory locks (released at commit or rollback). Keys are arbitrary but must not collide.
 MIGRATION = 7_210_001  # migrations and roles, one at a time across processes
 PROMOTION = 7_210_002  # champion changes, one at a time
-SEGMENT_WRITE = 7_210_003  # the history + upsert step of scoring shards
+SEGMENT_WRITE = 7_210_003  # an increment shard's history + upsert step, and the publish (diff + swap) of a full rescore
 CLEAN = 7_210_004  # one cleaner at a time; an overlapping run waits and then finds nothing new
 
 ALL_KEYS: dict[str, int] = {

@@ -24,8 +24,14 @@ def _put(cur: Any, run_id: str, metric: str, subject: str, value: float | None) 
     )
 
 
-def record_run_metrics(cur: Any, run_id: str) -> dict[str, Any]:
-    """Reject share, missing-value rates of this run's clean rows and current segment shares."""
+def record_run_metrics(
+    cur: Any, run_id: str, *, segment_counts: dict[str, int] | None = None, scored: int | None = None
+) -> dict[str, Any]:
+    """Reject share, missing-value rates of this run's clean rows and current segment shares.
+
+    ``segment_counts`` (customers per segment, e.g. from ``segment_counts``) and ``scored`` (rows this run
+    scored), when given, spare two scans of ``customer_segments``.
+    """
     cur.execute(
         """SELECT (steps->'clean'->>'rows')::int, (steps->'clean'->>'rejected')::int
            FROM segmentation.pipeline_runs WHERE run_id = %s""",
@@ -42,15 +48,16 @@ def record_run_metrics(cur: Any, run_id: str) -> dict[str, Any]:
         for column, rate in zip(ATTRIBUTE_COLUMNS, missing, strict=True):
             _put(cur, run_id, "missing_rate", column, float(rate))
 
-    cur.execute(
-        """SELECT segment, count(*)::float / sum(count(*)) OVER () FROM segmentation.customer_segments
-           GROUP BY segment ORDER BY segment"""
-    )
-    shares = {segment: round(share, 4) for segment, share in cur.fetchall()}
+    if segment_counts is None:
+        cur.execute("SELECT segment, count(*) FROM segmentation.customer_segments GROUP BY segment")
+        segment_counts = dict(cur.fetchall())
+    total = sum(n for n in segment_counts.values() if n > 0)
+    shares = {s: round(n / total, 4) for s, n in sorted(segment_counts.items()) if n > 0} if total else {}
     for segment, share in shares.items():
         _put(cur, run_id, "segment_share", segment, share)
-    cur.execute("SELECT count(*) FROM segmentation.customer_segments WHERE run_id = %s", (run_id,))
-    scored = int(cur.fetchone()[0])
+    if scored is None:
+        cur.execute("SELECT count(*) FROM segmentation.customer_segments WHERE run_id = %s", (run_id,))
+        scored = int(cur.fetchone()[0])
     return {"reject_share": round(reject_share, 4), "scored_this_run": scored, "segment_shares": shares}
 
 
@@ -209,6 +216,13 @@ GROUP BY GROUPING SETS ({sets})
 """
 
 
+# Attribute distributions are recomputed (one scan of customer_segments) after a full rescore, or once the
+# customers scored since the last computation exceed this share of all customers; in between, a run carries
+# the last computed buckets forward with its exact segment sizes, so a quiet night stays proportional to
+# what changed.
+DISTRIBUTION_REFRESH_SHARE = 0.05
+
+
 def record_segment_distributions(cur: Any, run_id: str) -> dict[str, int]:
     """Customers per segment and attribute bucket after a run (one scan), for the UI; returns segment sizes."""
     cur.execute("DELETE FROM segmentation.segment_distributions WHERE run_id = %s", (run_id,))
@@ -219,3 +233,52 @@ def record_segment_distributions(cur: Any, run_id: str) -> dict[str, int]:
         (run_id, TOTAL_ATTRIBUTE),
     )
     return {segment: int(n) for segment, n in cur.fetchall()}
+
+
+def _last_distributions(cur: Any, run_id: str) -> tuple[str, str, int] | None:
+    """The latest earlier run with distributions: its id, the run they were computed in, customers scored since."""
+    cur.execute(
+        """SELECT r.run_id, r.steps->'finalise'->'distributions'
+           FROM segmentation.pipeline_runs AS r
+           WHERE r.run_id <> %s AND r.status = 'success'
+             AND EXISTS (SELECT 1 FROM segmentation.segment_distributions AS d WHERE d.run_id = r.run_id)
+           ORDER BY r.finished_at DESC NULLS LAST LIMIT 1""",
+        (run_id,),
+    )
+    row = cur.fetchone()
+    if row is None:
+        return None
+    previous, info = row
+    info = info or {}
+    return previous, str(info.get("computed_in", previous)), int(info.get("scored_since", 0))
+
+
+def refresh_segment_distributions(
+    cur: Any, run_id: str, *, counts: dict[str, int], scored: int, rebuilt: bool
+) -> dict[str, Any]:
+    """This run's ``segment_distributions``: recomputed, or carried forward with exact segment sizes.
+
+    Recomputed after a full rescore (``rebuilt``), when no earlier run has them, or when the customers scored
+    since they were computed exceed ``DISTRIBUTION_REFRESH_SHARE`` of all customers. Returns where they come
+    from: ``computed_in`` (a run id) and ``scored_since`` (customers scored since then).
+    """
+    last = _last_distributions(cur, run_id)
+    total = sum(counts.values())
+    stale = last is None or last[2] + scored > DISTRIBUTION_REFRESH_SHARE * max(total, 1)
+    if rebuilt or stale:
+        record_segment_distributions(cur, run_id)
+        return {"computed_in": run_id, "scored_since": 0}
+    previous, computed_in, scored_since = last
+    cur.execute("DELETE FROM segmentation.segment_distributions WHERE run_id = %s", (run_id,))
+    cur.execute(
+        """INSERT INTO segmentation.segment_distributions (run_id, segment, attribute, bucket, customers)
+           SELECT %s, segment, attribute, bucket, customers FROM segmentation.segment_distributions
+           WHERE run_id = %s AND attribute <> %s""",
+        (run_id, previous, TOTAL_ATTRIBUTE),
+    )
+    cur.executemany(
+        """INSERT INTO segmentation.segment_distributions (run_id, segment, attribute, bucket, customers)
+           VALUES (%s, %s, %s, '', %s)""",
+        [(run_id, segment, TOTAL_ATTRIBUTE, n) for segment, n in sorted(counts.items()) if n > 0],
+    )
+    return {"computed_in": computed_in, "scored_since": scored_since + scored}

@@ -1,4 +1,10 @@
-"""Scoring: incremental work selection, shard planning, chunked prediction and atomic upserts."""
+"""Scoring: chunked prediction, and the two write paths of a scoring shard.
+
+- Increment (few changed customers): plan moves the queued ids (``score_pending``, filled by a trigger on
+  ``customer_features``) into ``score_queue`` in contiguous id ranges; each shard predicts its ids and upserts
+  them into the live ``customer_segments`` with their history rows, in one transaction.
+- Rebuild (a full rescore: new champion, or nothing scored yet): see ``segmentation.rebuild``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import logging
 import math
 import resource
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,16 +25,6 @@ from segmentation.errors import ModelError
 from segmentation.pgcopy import copy_binary_in, copy_frame_out
 
 log = logging.getLogger(__name__)
-
-# Customers to score: never scored, changed since their score, or scored by another model.
-WORK_SQL = """
-SELECT f.customer_id
-FROM segmentation.customer_features AS f
-LEFT JOIN segmentation.customer_segments AS s USING (customer_id)
-WHERE s.customer_id IS NULL
-   OR s.source_updated_at IS DISTINCT FROM f.source_updated_at
-   OR s.model_version <> %(model_version)s
-"""
 
 FEATURE_COLUMNS_SQL = ", ".join(f"f.{c}" for c in (CUSTOMER_ID, *MODEL_INPUT_COLUMNS, "source_updated_at"))
 NUMERIC_DTYPES = {
@@ -56,31 +53,6 @@ def shard_count(n_rows: int, shard_size: int, max_shards: int) -> int:
     if n_rows <= 0:
         return 0
     return min(max_shards, math.ceil(n_rows / shard_size))
-
-
-def plan(cur: Any, *, run_id: str, model_version: int, shard_size: int, max_shards: int) -> tuple[list[int], int]:
-    """Queue this run's work in contiguous id ranges, one per shard; returns the shard numbers and the rows queued.
-
-    One pass over the work: each customer's shard comes from its rank and the total, with the shard count
-    of ``shard_count``. Re-planning the same run replaces its queue, so a retried plan task is harmless.
-    """
-    cur.execute("DELETE FROM segmentation.score_queue WHERE run_id = %s", (run_id,))
-    cur.execute(
-        f"""INSERT INTO segmentation.score_queue (run_id, shard, customer_id)
-            SELECT %(run_id)s,
-                   ((ranked.rank - 1)
-                    * LEAST(%(max_shards)s, ceil(ranked.total::numeric / %(shard_size)s))::bigint
-                    / ranked.total)::integer,
-                   ranked.customer_id
-            FROM (SELECT w.customer_id, row_number() OVER (ORDER BY w.customer_id) AS rank,
-                         count(*) OVER () AS total
-                  FROM ({WORK_SQL}) AS w) AS ranked""",
-        {"run_id": run_id, "model_version": model_version, "max_shards": max_shards, "shard_size": shard_size},
-    )
-    n_rows = cur.rowcount
-    n_shards = shard_count(n_rows, shard_size, max_shards)
-    log.info("run %s: %d customers to score in %d shards", run_id, n_rows, n_shards)
-    return list(range(n_shards)), n_rows
 
 
 def read_features(cur: Any, query: str, params: dict[str, Any]) -> pd.DataFrame:
@@ -114,18 +86,32 @@ class ShardResult:
     rows: int
     changed_segments: int
     seconds: float
-    # Seconds per phase: read (COPY out), predict, stage (binary COPY in), wait (for the write lock),
-    # write (history and upsert).
+    # Seconds per phase: read (COPY out), predict, stage (binary COPY into the stage of an increment), wait
+    # (for the write lock of an increment), write (history and upsert; a rebuild's COPY into its table).
     phases: dict[str, float]
 
 
+PHASES = ("read", "predict", "stage", "wait", "write")
 _STAGE_COLUMNS = [CUSTOMER_ID, "segment", *PROBABILITY_COLUMNS, "source_updated_at"]
+# History rows of the changes, and the per-segment counts moved by them, in one statement.
 _HISTORY_SQL = """
-INSERT INTO segmentation.segment_history (customer_id, previous_segment, segment, model_version, run_id)
-SELECT st.customer_id, s.segment, st.segment, %(model_version)s, %(run_id)s
-FROM score_stage AS st
-LEFT JOIN segmentation.customer_segments AS s USING (customer_id)
-WHERE s.segment IS DISTINCT FROM st.segment
+WITH changes AS (
+    INSERT INTO segmentation.segment_history (customer_id, previous_segment, segment, model_version, run_id)
+    SELECT st.customer_id, s.segment, st.segment, %(model_version)s, %(run_id)s
+    FROM score_stage AS st
+    LEFT JOIN segmentation.customer_segments AS s USING (customer_id)
+    WHERE s.segment IS DISTINCT FROM st.segment
+    RETURNING previous_segment, segment
+), moves AS (
+    SELECT segment, count(*) AS n FROM changes GROUP BY segment
+    UNION ALL
+    SELECT previous_segment, -count(*) FROM changes WHERE previous_segment IS NOT NULL GROUP BY previous_segment
+), counted AS (
+    INSERT INTO segmentation.segment_counts AS c (segment, customers)
+    SELECT segment, sum(n) FROM moves GROUP BY segment
+    ON CONFLICT (segment) DO UPDATE SET customers = c.customers + EXCLUDED.customers
+)
+SELECT count(*) FROM changes
 """
 _UPSERT_SQL = f"""
 INSERT INTO segmentation.customer_segments
@@ -141,14 +127,83 @@ ON CONFLICT (customer_id) DO UPDATE SET
     scored_at = EXCLUDED.scored_at,
     run_id = EXCLUDED.run_id
 """
+# Customers re-queued when a run gives its queue back: the queue rows go, the ids return to score_pending.
+_RELEASE_SQL = """
+WITH released AS (DELETE FROM segmentation.score_queue WHERE run_id = %s RETURNING customer_id),
+requeued AS (
+    INSERT INTO segmentation.score_pending (customer_id) SELECT customer_id FROM released
+    ON CONFLICT (customer_id) DO NOTHING
+)
+SELECT count(*) FROM released
+"""
+# Queues of other runs that ended (or started more than a day ago) without scoring all of their shards.
+_STALE_RUNS_SQL = """
+SELECT DISTINCT q.run_id FROM segmentation.score_queue AS q
+LEFT JOIN segmentation.pipeline_runs AS r USING (run_id)
+WHERE q.run_id <> %s AND (r.run_id IS NULL OR r.status <> 'running' OR r.started_at < now() - interval '1 day')
+"""
 
 
+<<<<<<< HEAD
 def score_queued(cur: Any, model: Any, *, run_id: str, shard: int, model_version: int, chunk_size: int) -> ShardResult:
     """Score the customers queued for one shard, chunk by chunk into a staging table, then upsert them in the
     caller's transaction.
+=======
+def release_run(cur: Any, run_id: str) -> int:
+    """Give a run's queued scoring work back, so that the next run scores it; returns the customers re-queued.
+>>>>>>> h16
 
-    The caller commits once per shard, so a shard is written completely or not at all, and a
-    retried shard recomputes the same values.
+    For an increment, the run's unscored ids in ``score_queue`` go back to ``score_pending``. A full rescore
+    took the whole queue when it was planned; releasing it drops its unpublished table and leaves the rescore
+    owed (``scoring_state.rebuild_run`` stays set), so the next plan rescores everyone again.
+    """
+    from segmentation import rebuild
+
+    cur.execute(_RELEASE_SQL, (run_id,))
+    released = int(cur.fetchone()[0])
+    rebuild.release(cur, run_id)
+    if released:
+        log.info("run %s: %d queued customers released to the next run", run_id, released)
+    return released
+
+
+def plan_increment(cur: Any, *, run_id: str, shard_size: int, max_shards: int) -> tuple[list[int], int]:
+    """Move the queued ids into this run's ``score_queue`` in contiguous, balanced id ranges, one per shard.
+
+    Takes only ``score_pending`` (never the whole table), inside the caller's transaction: a killed plan
+    leaves the queue as it was, and an id queued again while the run scores stays for the next run.
+    Re-planning the same run first gives its earlier queue back, so a retried plan is harmless.
+    Returns the shard numbers and the rows queued.
+    """
+    release_run(cur, run_id)  # harmless when the caller already did
+    cur.execute(_STALE_RUNS_SQL, (run_id,))
+    for (stale,) in cur.fetchall():
+        log.warning("run %s: releasing the queue left by run %s", run_id, stale)
+        release_run(cur, stale)
+    cur.execute(
+        """WITH taken AS (DELETE FROM segmentation.score_pending RETURNING customer_id),
+           ranked AS (SELECT customer_id, row_number() OVER (ORDER BY customer_id) AS rank,
+                             count(*) OVER () AS total FROM taken)
+           INSERT INTO segmentation.score_queue (run_id, shard, customer_id)
+           SELECT %(run_id)s,
+                  ((rank - 1) * LEAST(%(max_shards)s, ceil(total::numeric / %(shard_size)s))::bigint
+                   / total)::integer,
+                  customer_id
+           FROM ranked""",
+        {"run_id": run_id, "max_shards": max_shards, "shard_size": shard_size},
+    )
+    n_rows = cur.rowcount
+    n_shards = shard_count(n_rows, shard_size, max_shards)
+    log.info("run %s: %d changed customers to score in %d shards", run_id, n_rows, n_shards)
+    return list(range(n_shards)), n_rows
+
+
+def score_queued(cur: Any, model: Any, *, run_id: str, shard: int, model_version: int, chunk_size: int) -> ShardResult:
+    """Score the customers queued for one shard of an increment, chunk by chunk into a staging table, then
+    write their history and upsert them in the caller's transaction, and remove them from the queue.
+
+    The caller commits once per shard, so a shard is written completely or not at all (its queue rows with
+    it), and a retried shard recomputes the same values.
     """
     started = time.perf_counter()
     cur.execute(
@@ -162,47 +217,57 @@ def score_queued(cur: Any, model: Any, *, run_id: str, shard: int, model_version
                 JOIN segmentation.customer_features AS f USING (customer_id)
                 WHERE q.run_id = %(run_id)s AND q.shard = %(shard)s AND q.customer_id > %(after)s
                 ORDER BY q.customer_id LIMIT %(limit)s"""
-    after, rows = -1, 0
-    phases = dict.fromkeys(("read", "predict", "stage", "wait", "write"), 0.0)
-    while True:
-        chunk_started = lap = time.perf_counter()
-        features = read_features(cur, query, {"run_id": run_id, "shard": shard, "after": after, "limit": chunk_size})
-        lap = _add_lap(phases, "read", lap)
-        if features.empty:
-            break
+    after, rows = -(2**63), 0
+    phases = dict.fromkeys(PHASES, 0.0)
+    for features in iter_chunks(cur, query, {"run_id": run_id, "shard": shard}, chunk_size, after, phases):
+        lap = time.perf_counter()
         scored = predict_frame(model, features)
         scored["source_updated_at"] = features["source_updated_at"].to_numpy()
         lap = _add_lap(phases, "predict", lap)
         copy_binary_in(cur, scored, "score_stage", _STAGE_COLUMNS)
         _add_lap(phases, "stage", lap)
         rows += len(features)
-        after = int(features[CUSTOMER_ID].iloc[-1])
-        elapsed = time.perf_counter() - chunk_started
-        log.info(
-            "shard %d: chunk of %d rows at %.0f rows/s (peak RSS %.0f MB)",
-            shard,
-            len(features),
-            len(features) / max(elapsed, 1e-9),
-            peak_rss_mb(),
-        )
     lap = time.perf_counter()
     params = {"model_version": model_version, "run_id": run_id}
-    # Writers of customer_segments take turns for the short history+upsert step, so that overlapping
-    # runs each compare against the other's committed result and never log the same change twice.
+    # Writers of the live table take turns for the short history+upsert step of an increment, so that
+    # overlapping runs each compare against the other's committed result and never log the same change twice.
+    # A full rescore never takes this lock per shard: only its publish step does, once.
     locks.xact_lock(cur, locks.SEGMENT_WRITE)
     lap = _add_lap(phases, "wait", lap)
     cur.execute(_HISTORY_SQL, params)
-    changed = cur.rowcount
+    changed = int(cur.fetchone()[0])
     cur.execute(_UPSERT_SQL, params)
+    cur.execute("DELETE FROM segmentation.score_queue WHERE run_id = %s AND shard = %s", (run_id, shard))
     _add_lap(phases, "write", lap)
+    return finish_shard(shard, rows, changed, started, phases)
+
+
+def iter_chunks(
+    cur: Any, query: str, params: dict[str, Any], chunk_size: int, after: int, phases: dict[str, float]
+) -> Iterator[pd.DataFrame]:
+    """Feature rows of ``query`` (keyset-paged on ``customer_id > %(after)s``), ``chunk_size`` at a time."""
+    while True:
+        lap = time.perf_counter()
+        features = read_features(cur, query, {**params, "after": after, "limit": chunk_size})
+        _add_lap(phases, "read", lap)
+        if features.empty:
+            return
+        yield features
+        after = int(features[CUSTOMER_ID].iloc[-1])
+        log.debug("chunk of %d rows done (peak RSS %.0f MB)", len(features), peak_rss_mb())
+
+
+def finish_shard(shard: int, rows: int, changed: int, started: float, phases: dict[str, float]) -> ShardResult:
+    """The shard's result, logged."""
     seconds = time.perf_counter() - started
     log.info(
-        "shard %d: %d rows scored, %d segment changes, %.1f s (%s)",
+        "shard %d: %d rows scored, %d segment changes, %.1f s (%s; peak RSS %.0f MB)",
         shard,
         rows,
         changed,
         seconds,
         ", ".join(f"{k} {v:.1f} s" for k, v in phases.items()),
+        peak_rss_mb(),
     )
     return ShardResult(
         shard=shard,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from segmentation import alerts, gate, locks, registry, scoring, signing
+from segmentation import alerts, gate, locks, planning, rebuild, registry, scoring, signing
 from segmentation.cleaning import check_reject_share, reason_counts, validate
 from segmentation.columns import ATTRIBUTE_COLUMNS, CUSTOMER_ID, DERIVED_COLUMNS, SEGMENT, SEGMENTS
 from segmentation.config import Settings, get_settings
@@ -30,7 +30,7 @@ from segmentation.monitoring import (
     current_drift,
     record_drift,
     record_run_metrics,
-    record_segment_distributions,
+    refresh_segment_distributions,
     reference_distributions,
     share_moves,
 )
@@ -93,14 +93,33 @@ def start_run(run_id: str, dag_id: str = "cli", url: str | None = None) -> str:
     return run_id
 
 
+# Change capture: each step takes the ids a trigger queued for it, inside its own transaction (a killed step
+# leaves its queue intact; a row changed while the step runs is queued again for the next run). The taken ids
+# go to a temp table that joins the source by primary key, so the cost follows the change, not the table.
+_TAKE_SQL = """
+CREATE TEMP TABLE {temp} (customer_id bigint PRIMARY KEY) ON COMMIT DROP;
+WITH taken AS (DELETE FROM segmentation.{queue} RETURNING customer_id)
+INSERT INTO {temp} SELECT customer_id FROM taken;
+ANALYZE {temp};
+"""
 _CLEAN_CANDIDATES_SQL = f"""
 SELECT c.customer_id, {", ".join(f"c.{col}" for col in ATTRIBUTE_COLUMNS)}, c.updated_at
-FROM segmentation.customers AS c
+FROM clean_taken AS t
+JOIN segmentation.customers AS c USING (customer_id)
 LEFT JOIN segmentation.clean_customers AS k USING (customer_id)
 WHERE (k.customer_id IS NULL OR k.source_updated_at < c.updated_at)
   AND NOT EXISTS (SELECT 1 FROM segmentation.customer_rejects AS r
                   WHERE r.customer_id = c.customer_id AND r.source_updated_at = c.updated_at)
 """
+
+
+def take_queue(cur: Any, queue: str, temp: str) -> int:
+    """Move the ids of change queue ``queue`` into temp table ``temp`` (dropped at commit); how many."""
+    if queue not in ("clean_pending", "features_pending") or temp not in ("clean_taken", "features_taken"):
+        raise ValueError(f"unknown change queue {queue!r} or temp table {temp!r}")
+    cur.execute(_TAKE_SQL.format(queue=queue, temp=temp))
+    cur.execute(f"SELECT count(*) FROM {temp}")
+    return int(cur.fetchone()[0])
 
 
 def check_source_columns(cur: Any) -> None:
@@ -129,6 +148,7 @@ def clean(run_id: str, *, url: str | None = None, settings: Settings | None = No
         # One cleaner at a time: a second, overlapping run waits here and then finds nothing new.
         locks.xact_lock(cur, locks.CLEAN)
         check_source_columns(cur)
+        taken = take_queue(cur, "clean_pending", "clean_taken")
         raw = copy_frame_out(cur, _CLEAN_CANDIDATES_SQL)
         result = validate(raw)
         try:
@@ -157,7 +177,9 @@ def clean(run_id: str, *, url: str | None = None, settings: Settings | None = No
             cur.execute("DELETE FROM segmentation.customer_features WHERE customer_id = ANY(%s)", (ids,))
             cur.execute("DELETE FROM segmentation.clean_customers WHERE customer_id = ANY(%s)", (ids,))
         quarantined = write_rejects(cur, rejects, run_id)
-        figures.update(rows=len(raw), clean=len(result.clean), rejected=quarantined, reasons=reason_counts(rejects))
+        figures.update(
+            rows=len(raw), queued=taken, clean=len(result.clean), rejected=quarantined, reasons=reason_counts(rejects)
+        )
     return figures
 
 
@@ -168,7 +190,8 @@ def _features_upsert_sql() -> str:
 INSERT INTO segmentation.customer_features ({", ".join(columns)}, updated_at, run_id)
 SELECT {", ".join(f"k.{c}" for c in CLEAN_TYPED_COLUMNS)}, {", ".join(derived[c] for c in DERIVED_COLUMNS)},
        k.source_updated_at, now(), %s
-FROM segmentation.clean_customers AS k
+FROM features_taken AS t
+JOIN segmentation.clean_customers AS k USING (customer_id)
 LEFT JOIN segmentation.customer_features AS f USING (customer_id)
 WHERE f.customer_id IS NULL OR f.source_updated_at IS DISTINCT FROM k.source_updated_at
 ON CONFLICT (customer_id) DO UPDATE SET
@@ -186,13 +209,14 @@ def typed_clean_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def build_features(run_id: str, *, url: str | None = None) -> dict[str, Any]:
-    """Write the deterministic feature columns of new and changed clean customers.
+    """Write the deterministic feature columns of the clean customers queued as new or changed.
 
     One set-based statement in the database: no rows travel to Python and back.
     """
     with _step(run_id, "features", url) as (cur, figures):
+        taken = take_queue(cur, "features_pending", "features_taken")
         cur.execute(_features_upsert_sql(), (run_id,))
-        figures.update(rows=cur.rowcount)
+        figures.update(rows=cur.rowcount, queued=taken)
     return figures
 
 
@@ -440,7 +464,8 @@ def retrain_if_due(run_id: str, *, url: str | None = None, settings: Settings | 
 
 
 def plan_scoring(run_id: str, *, url: str | None = None, settings: Settings | None = None) -> list[dict[str, int]]:
-    """Queue the customers to score and split them into shards; one mapped task per returned item."""
+    """Plan the run's scoring (an increment of the queued changes, or a full rescore) in shards; one mapped task
+    per returned item."""
     settings = settings or get_settings()
     with _step(run_id, "plan", url) as (cur, figures):
         current = registry.champion(cur)
@@ -448,19 +473,19 @@ def plan_scoring(run_id: str, *, url: str | None = None, settings: Settings | No
             raise ModelError(
                 "no champion model to score with; run `segmentation train` or the segmentation_retrain DAG"
             )
-        shards, rows = scoring.plan(
+        planned = planning.plan(
             cur,
             run_id=run_id,
             model_version=current.version,
             shard_size=settings.shard_size,
             max_shards=settings.max_shards,
         )
-        figures.update(model_version=current.version, shards=len(shards), rows=rows)
+        figures.update(model_version=current.version, mode=planned.mode, shards=planned.shards, rows=planned.rows)
         cur.execute(
             "UPDATE segmentation.pipeline_runs SET model_version = %s WHERE run_id = %s",
             (current.version, run_id),
         )
-    return [{"shard": s, "model_version": current.version} for s in shards]
+    return [{"shard": s, "model_version": current.version} for s in range(planned.shards)]
 
 
 def score_shard(
@@ -469,17 +494,31 @@ def score_shard(
     """Score one planned shard with the given model version, atomically."""
     settings = settings or get_settings()
     with _step(run_id, f"score_shard_{shard}", url) as (cur, figures):
+        planned = planning.load(cur, run_id)
         model = registry.load_model(cur, model_version, settings.model_cache_dir)
         with threadpool_limits(settings.threads):
-            result = scoring.score_queued(
-                cur,
-                model,
-                run_id=run_id,
-                shard=shard,
-                model_version=model_version,
-                chunk_size=settings.chunk_size,
-            )
+            if planned.mode == planning.REBUILD:
+                result = rebuild.score_range(
+                    cur,
+                    model,
+                    run_id=run_id,
+                    shard=shard,
+                    model_version=model_version,
+                    table=planned.table,
+                    bounds=planned.bounds,
+                    chunk_size=settings.chunk_size,
+                )
+            else:
+                result = scoring.score_queued(
+                    cur,
+                    model,
+                    run_id=run_id,
+                    shard=shard,
+                    model_version=model_version,
+                    chunk_size=settings.chunk_size,
+                )
         figures.update(
+            mode=planned.mode,
             rows=result.rows,
             changed_segments=result.changed_segments,
             phases=result.phases,
@@ -494,7 +533,7 @@ def worker_identity(settings: Settings) -> str:
 
 
 def finalise(run_id: str, *, url: str | None = None, settings: Settings | None = None) -> dict[str, Any]:
-    """Close the run: totals, data-quality figures in ``drift_metrics``, and an empty work queue.
+    """Close the run: publish a full rescore (swap), totals and data-quality figures in ``drift_metrics``.
 
     A run that failed before and now succeeds (a re-run of the same run id) is marked 'success' again. A
     segment share that moved more than ``SEGMENTATION_SHARE_ALERT`` points since the last run raises an alert.
@@ -503,10 +542,20 @@ def finalise(run_id: str, *, url: str | None = None, settings: Settings | None =
     """
     settings = settings or get_settings()
     with _step(run_id, "finalise", url) as (cur, figures):
-        scoring.release_run(cur, run_id)
-        figures.update(record_run_metrics(cur, run_id))
+        figures.update(planning.publish(cur, run_id))
+        cur.execute("SELECT segment, customers FROM segmentation.segment_counts")
+        counts = {segment: int(n) for segment, n in cur.fetchall()}
+        cur.execute(
+            """SELECT coalesce(sum((value->>'rows')::bigint), 0) FROM segmentation.pipeline_runs, jsonb_each(steps)
+               WHERE run_id = %s AND starts_with(key, 'score_shard_')""",
+            (run_id,),
+        )
+        scored = int(cur.fetchone()[0])
+        figures.update(record_run_metrics(cur, run_id, segment_counts=counts, scored=scored))
         moved = share_moves(cur, run_id, settings.share_alert_points)
-        counts = record_segment_distributions(cur, run_id)
+        figures["distributions"] = refresh_segment_distributions(
+            cur, run_id, counts=counts, scored=scored, rebuilt="publish" in figures
+        )
         figures.update(customers=sum(counts.values()), segment_counts=counts)
         cur.execute(
             """UPDATE segmentation.pipeline_runs SET status = 'success', finished_at = now(),
@@ -557,7 +606,15 @@ def score_all(run_id: str, *, url: str | None = None, progress: Progress | None 
     planned = plan_scoring(run_id, url=url)
     shards = progress(planned) if progress else planned
     results = [score_shard(run_id, p["shard"], p["model_version"], url=url) for p in shards]
+    publish_scoring(run_id, url=url)
     return {"shards": len(planned), "rows": sum(r["rows"] for r in results)}
+
+
+def publish_scoring(run_id: str, *, url: str | None = None) -> dict[str, Any]:
+    """Swap a run's full rescore in (finalise does it too; the second call does nothing)."""
+    with _step(run_id, "publish", url) as (cur, figures):
+        figures.update(planning.publish(cur, run_id))
+    return figures
 
 
 def run_nightly(

@@ -43,3 +43,10 @@ GRANT USAGE, SELECT ON SEQUENCE segmentation.alerts_alert_id_seq TO segmentation
 -- Segmentation UI in Airflow: the UI connects as the pipeline role; finalise writes the per-run segment
 -- distributions, the pages read them, and promotion records promoted_by in model_versions.
 GRANT SELECT, INSERT, UPDATE, DELETE ON segmentation.segment_distributions TO segmentation_pipeline;
+
+-- Scoring at scale (change capture and the segments swap): the pipeline runs the rebuild functions, which do
+-- the DDL on segmentation_rebuild as the schema owner; it gets no rights on that schema itself.
+GRANT EXECUTE ON FUNCTION segmentation.rebuild_create(text), segmentation.rebuild_drop(text),
+    segmentation.rebuild_drop_others(text), segmentation.rebuild_index(text), segmentation.rebuild_swap(text),
+    segmentation.take_all_score_pending() TO segmentation_pipeline;
+GRANT USAGE ON SCHEMA segmentation_rebuild TO segmentation_pipeline;

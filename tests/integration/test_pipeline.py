@@ -13,7 +13,7 @@ from segmentation.data import generate_customers, read_kaggle_csv
 from segmentation.db import connect
 from segmentation.errors import ModelError, RejectThresholdExceeded
 from segmentation.loading import load_customers, to_raw_text
-from segmentation.migrations import migrate
+from segmentation.migrations import migrate, migration_files
 from tests.conftest import NEW_CSV, TRAIN_CSV
 from tests.helpers import load_generated, query, scalar
 
@@ -41,6 +41,7 @@ def test_migrations_are_recorded_and_idempotent(fresh_db: str) -> None:
         "004_segment_writes_without_fk_check.sql",
         "005_evaluation_model.sql",
         "006_ui_figures.sql",
+        "007_change_capture_and_segment_swap.sql",
     ]
     assert names == [p.name for p in migration_files(DEFAULT_SQL_DIR)]
     assert "008_signed_artifacts_failures_alerts.sql" in names
@@ -239,7 +240,7 @@ def test_chunked_sharded_scoring_equals_scoring_in_one_piece(
         (25, 1, 4, [7, 6, 6, 6]),  # the map limit: 25 shards wanted, 4 allowed, sizes stay balanced
     ],
 )
-def test_plan_queues_each_customer_once_in_balanced_id_ranges(
+def test_an_increment_plan_queues_each_changed_customer_once_in_balanced_id_ranges(
     fresh_db: str, rows: int, shard_size: int, max_shards: int, expected_sizes: list[int]
 ) -> None:
     from segmentation import scoring
@@ -250,10 +251,8 @@ def test_plan_queues_each_customer_once_in_balanced_id_ranges(
                SELECT i * 7, now() FROM generate_series(1, %s) AS i""",
             (rows,),
         )
-        shards, queued_rows = scoring.plan(
-            cur, run_id="plan", model_version=1, shard_size=shard_size, max_shards=max_shards
-        )
-        replanned, _ = scoring.plan(cur, run_id="plan", model_version=1, shard_size=shard_size, max_shards=max_shards)
+        shards, queued_rows = scoring.plan_increment(cur, run_id="plan", shard_size=shard_size, max_shards=max_shards)
+        replanned, _ = scoring.plan_increment(cur, run_id="plan", shard_size=shard_size, max_shards=max_shards)
         cur.execute(
             """SELECT shard, count(*), min(customer_id), max(customer_id) FROM segmentation.score_queue
                WHERE run_id = 'plan' GROUP BY shard ORDER BY shard"""
@@ -303,3 +302,36 @@ def test_features_built_in_sql_equal_derive_features(fresh_db: str) -> None:
         got = pd.to_numeric(built[column]).to_numpy(dtype="float32")
         want = expected[column].to_numpy(dtype="float32")
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize(("rows", "shard_size"), [(0, 10), (1, 10), (25, 10), (3000, 500), (250_000, 60_000)])
+def test_a_rebuild_plan_splits_every_customer_into_one_id_range(fresh_db: str, rows: int, shard_size: int) -> None:
+    """Shard ranges of a full rescore cover each feature row exactly once, at about the planned size (the
+    250,000-row case draws its bounds from a block sample)."""
+    from segmentation import rebuild, scoring
+
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute(
+            """INSERT INTO segmentation.customer_features (customer_id, source_updated_at)
+               SELECT i * 7, now() FROM generate_series(1, %s) AS i""",
+            (rows,),
+        )
+        cur.execute("SELECT 1 FROM segmentation.scoring_state FOR UPDATE")
+        planned = rebuild.plan(
+            cur, run_id="p", model_version=1, shard_size=shard_size, max_shards=1024, state_locked=True
+        )
+        sizes = []
+        for shard in range(planned.shards):
+            after, upto = rebuild._shard_range(planned.bounds, shard)
+            cur.execute(
+                "SELECT count(*) FROM segmentation.customer_features WHERE customer_id > %s AND customer_id <= %s",
+                (after, upto),
+            )
+            sizes.append(cur.fetchone()[0])
+        cur.execute("SELECT count(*) FROM segmentation.score_pending")
+        left_queued = cur.fetchone()[0]
+    assert planned.rows == rows and sum(sizes) == rows
+    assert planned.shards == max(1, scoring.shard_count(rows, shard_size, 1024))
+    if rows >= 25:
+        assert max(sizes) <= 1.25 * rows / planned.shards and min(sizes) >= 0.75 * rows / planned.shards
+    assert left_queued == 0  # a full rescore takes the whole queue

@@ -71,16 +71,48 @@ def _assert_equals_undisturbed(expected: list) -> None:
 
 
 def _hold_write_lock(url: str):
-    """Hold the segment-write advisory lock, so a scorer stops after its staging COPYs, before its upsert."""
+    """Hold the segment-write advisory lock, so an increment's scorer stops after its staging COPYs, before its
+    history and upsert."""
     holder = psycopg2.connect(url)
     with holder.cursor() as cur:
         cur.execute("SELECT pg_advisory_lock(%s)", (locks.SEGMENT_WRITE,))
     return holder
 
 
-def test_sigkill_between_staging_copy_and_commit(scored_base: dict, monkeypatch) -> None:
-    monkeypatch.setenv("SEGMENTATION_SHARD_SIZE", "5000")  # one shard
-    assert len(tasks.plan_scoring("killed-1")) == 1
+def _rescore_and_change(changed: tuple[int, ...] = (10, 20, 30)) -> None:
+    """Score everyone again (the fixture emptied the table), then change the age of ``changed`` upstream and
+    bring the change through clean and features, so the next plan is an increment of those customers."""
+    tasks.run_nightly("base")
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute(
+            """UPDATE segmentation.customers SET age = (CASE WHEN age::int >= 80 THEN age::int - 1
+                                                         ELSE age::int + 1 END)::text, updated_at = now()
+               WHERE customer_id = ANY(%s) AND age IS NOT NULL""",
+            (list(changed),),
+        )
+    tasks.clean("change")
+    tasks.build_features("change")
+
+
+def _assert_increment_complete(run_id: str, changed: set[int]) -> None:
+    rescored = {
+        r[0] for r in query("SELECT customer_id FROM segmentation.customer_segments WHERE run_id = %s", (run_id,))
+    }
+    assert rescored == changed
+    assert scalar("SELECT count(*) FROM segmentation.score_queue") == 0
+    assert scalar("SELECT count(*) FROM segmentation.score_pending") == 0
+    # Exactly one history row per customer and per real change; counts agree with the table.
+    assert scalar("SELECT count(*) FROM segmentation.customer_segments") == 3000
+    assert query("SELECT segment, customers FROM segmentation.segment_counts WHERE customers > 0 ORDER BY 1") == (
+        query("SELECT segment, count(*) FROM segmentation.customer_segments GROUP BY 1 ORDER BY 1")
+    )
+
+
+def test_sigkill_of_an_increment_between_staging_copy_and_commit(scored_base: dict, monkeypatch) -> None:
+    _rescore_and_change()
+    history = scalar("SELECT count(*) FROM segmentation.segment_history")
+    planned = tasks.plan_scoring("killed-1")
+    assert len(planned) == 1 and scalar("SELECT count(*) FROM segmentation.score_queue") == 3
     holder = _hold_write_lock(scored_base["url"])
     proc = _score_in_subprocess("killed-1", scored_base["version"])
     _wait_for_query("SELECT pg_advisory_xact_lock%", proc)
@@ -88,34 +120,15 @@ def test_sigkill_between_staging_copy_and_commit(scored_base: dict, monkeypatch)
     proc.wait(timeout=30)
     holder.close()
     _assert_nothing_written("killed-1")
-    tasks.score_shard("killed-1", 0, scored_base["version"])  # Airflow's retry
-    _assert_equals_undisturbed(scored_base["expected"])
-
-
-def test_sigkill_during_the_upsert(scored_base: dict, monkeypatch) -> None:
-    monkeypatch.setenv("SEGMENTATION_SHARD_SIZE", "5000")
-    tasks.plan_scoring("killed-2")
-    blocker = psycopg2.connect(scored_base["url"])
-    with blocker.cursor() as cur:  # a row the upsert must wait for, so the kill lands inside the upsert
-        cur.execute(
-            "INSERT INTO segmentation.customer_segments (customer_id, segment, p_a, p_b, p_c, p_d, model_version, "
-            "source_updated_at, run_id) VALUES (1500, 'A', 1, 0, 0, 0, %s, now(), 'blocker')",
-            (scored_base["version"],),
-        )
-    proc = _score_in_subprocess("killed-2", scored_base["version"])
-    _wait_for_query("%INSERT INTO segmentation.customer_segments%", proc)
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    blocker.rollback()
-    blocker.close()
-    _assert_nothing_written("killed-2")
-    tasks.score_shard("killed-2", 0, scored_base["version"])
-    _assert_equals_undisturbed(scored_base["expected"])
+    assert scalar("SELECT count(*) FROM segmentation.score_queue WHERE run_id = 'killed-1'") == 3  # queue intact
+    retried = tasks.score_shard("killed-1", 0, scored_base["version"])  # Airflow's retry
+    tasks.finalise("killed-1")
+    _assert_increment_complete("killed-1", {10, 20, 30})
+    assert scalar("SELECT count(*) FROM segmentation.segment_history") == history + retried["changed_segments"]
 
 
 def test_a_dropped_connection_fails_the_shard_cleanly_and_the_retry_completes(scored_base: dict, monkeypatch) -> None:
-    monkeypatch.setenv("SEGMENTATION_SHARD_SIZE", "5000")
+    _rescore_and_change()
     tasks.plan_scoring("dropped")
     holder = _hold_write_lock(scored_base["url"])
     proc = _score_in_subprocess("dropped", scored_base["version"])
@@ -128,7 +141,68 @@ def test_a_dropped_connection_fails_the_shard_cleanly_and_the_retry_completes(sc
     holder.close()
     _assert_nothing_written("dropped")
     tasks.score_shard("dropped", 0, scored_base["version"])
+    tasks.finalise("dropped")
+    _assert_increment_complete("dropped", {10, 20, 30})
+
+
+def _rebuild_table() -> str:
+    return str(scalar("SELECT rebuild_table FROM segmentation.scoring_state"))
+
+
+def test_sigkill_during_the_copy_into_the_rebuild_table(scored_base: dict, monkeypatch) -> None:
+    monkeypatch.setenv("SEGMENTATION_SHARD_SIZE", "5000")  # one shard
+    assert len(tasks.plan_scoring("killed-2")) == 1
+    table = _rebuild_table()
+    blocker = psycopg2.connect(scored_base["url"])
+    with blocker.cursor() as cur:  # the shard's first COPY waits here, so the kill lands inside the write path
+        cur.execute(f"LOCK TABLE segmentation_rebuild.{table} IN SHARE MODE")
+    proc = _score_in_subprocess("killed-2", scored_base["version"])
+    _wait_for_query("COPY segmentation_rebuild.%", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    blocker.rollback()
+    blocker.close()
+    assert scalar(f"SELECT count(*) FROM segmentation_rebuild.{table}") == 0
+    assert scalar("SELECT count(*) FROM segmentation.rebuild_shards") == 0
+    _assert_nothing_written("killed-2")
+    tasks.score_shard("killed-2", 0, scored_base["version"])  # Airflow's retry
+    tasks.score_shard("killed-2", 0, scored_base["version"])  # a second retry writes nothing twice
+    tasks.finalise("killed-2")
     _assert_equals_undisturbed(scored_base["expected"])
+    assert scalar("SELECT count(*) FROM segmentation.segment_history") == 3000
+
+
+def test_sigkill_during_the_swap_leaves_the_live_table_intact(scored_base: dict, monkeypatch) -> None:
+    tasks.run_nightly("base")  # the live table holds the undisturbed scores again
+    history = scalar("SELECT count(*) FROM segmentation.segment_history")
+    partition = query("SELECT inhrelid::regclass::text FROM pg_inherits")
+    with connect() as conn, conn.cursor() as cur:  # as after a model change: the next plan rescores everyone
+        cur.execute("UPDATE segmentation.scoring_state SET live_model_version = NULL")
+    planned = tasks.plan_scoring("killed-3")
+    for p in planned:
+        tasks.score_shard("killed-3", p["shard"], p["model_version"])
+    reader = psycopg2.connect(scored_base["url"])
+    with reader.cursor() as cur:  # an analyst's open transaction: the swap waits for it
+        cur.execute("SELECT count(*) FROM segmentation.current_segments")
+    code = "from segmentation import tasks; tasks.finalise('killed-3')"
+    proc = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ), stderr=subprocess.PIPE)
+    _wait_for_query("%rebuild_swap%", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    reader.rollback()
+    reader.close()
+    # The old partition and its rows are untouched; nothing was logged; the rescore is still owed.
+    assert query("SELECT inhrelid::regclass::text FROM pg_inherits") == partition
+    _assert_equals_undisturbed(scored_base["expected"])
+    assert scalar("SELECT count(*) FROM segmentation.segment_history") == history
+    assert scalar("SELECT rebuild_run FROM segmentation.scoring_state") == "killed-3"
+    figures = tasks.finalise("killed-3")  # the retry publishes
+    assert figures["publish"]["published"] is True and figures["publish"]["changed_segments"] == 0
+    assert query("SELECT inhrelid::regclass::text FROM pg_inherits") != partition
+    _assert_equals_undisturbed(scored_base["expected"])
+    assert scalar("SELECT count(*) FROM segmentation.segment_history") == history  # no real change, no row
+    assert scalar("SELECT count(*) FROM segmentation.customer_segments WHERE run_id = 'killed-3'") == 3000
+    assert query("SELECT count(*) FROM segmentation.current_segments") == [(3000,)]  # the views follow the swap
 
 
 def test_a_stuck_lock_times_out_instead_of_hanging(scored_base: dict, monkeypatch) -> None:
@@ -136,13 +210,14 @@ def test_a_stuck_lock_times_out_instead_of_hanging(scored_base: dict, monkeypatc
     monkeypatch.setenv("SEGMENTATION_SHARD_SIZE", "5000")
     reset_url_cache()
     tasks.plan_scoring("stuck")
+    tasks.score_shard("stuck", 0, scored_base["version"])
     blocker = psycopg2.connect(scored_base["url"])
     with blocker.cursor() as cur:
         cur.execute("LOCK TABLE segmentation.customer_segments IN ACCESS EXCLUSIVE MODE")
     started = time.monotonic()
     try:
         with pytest.raises(psycopg2.errors.LockNotAvailable):
-            tasks.score_shard("stuck", 0, scored_base["version"])
+            tasks.finalise("stuck")
     finally:
         blocker.rollback()
         blocker.close()
