@@ -144,14 +144,8 @@ WHERE q.run_id <> %s AND (r.run_id IS NULL OR r.status <> 'running' OR r.started
 """
 
 
-<<<<<<< HEAD
-def score_queued(cur: Any, model: Any, *, run_id: str, shard: int, model_version: int, chunk_size: int) -> ShardResult:
-    """Score the customers queued for one shard, chunk by chunk into a staging table, then upsert them in the
-    caller's transaction.
-=======
 def release_run(cur: Any, run_id: str) -> int:
     """Give a run's queued scoring work back, so that the next run scores it; returns the customers re-queued.
->>>>>>> h16
 
     For an increment, the run's unscored ids in ``score_queue`` go back to ``score_pending``. A full rescore
     took the whole queue when it was planned; releasing it drops its unpublished table and leaves the rescore
@@ -283,12 +277,3 @@ def _add_lap(phases: dict[str, float], phase: str, since: float) -> float:
     now = time.perf_counter()
     phases[phase] += now - since
     return now
-
-
-def release_run(cur: Any, run_id: str) -> int:
-    """Drop a run's queued scoring work (a failed or abandoned run); returns the work items released."""
-    cur.execute("DELETE FROM segmentation.score_queue WHERE run_id = %s", (run_id,))
-    released = cur.rowcount
-    if released:
-        log.info("run %s: released %d queued scoring items", run_id, released)
-    return released

@@ -30,8 +30,8 @@ from segmentation.monitoring import (
     current_drift,
     record_drift,
     record_run_metrics,
-    refresh_segment_distributions,
     reference_distributions,
+    refresh_segment_distributions,
     share_moves,
 )
 from segmentation.pgcopy import copy_binary_in, copy_frame_out

@@ -31,7 +31,6 @@ def fast_training(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_migrations_are_recorded_and_idempotent(fresh_db: str) -> None:
     assert migrate(fresh_db) == []
     from segmentation.config import DEFAULT_SQL_DIR
-    from segmentation.migrations import migration_files
 
     names = [r[0] for r in query("SELECT name FROM segmentation.schema_migrations ORDER BY version")]
     assert names[:6] == [
@@ -50,7 +49,6 @@ def test_migrations_are_recorded_and_idempotent(fresh_db: str) -> None:
 def test_a_changed_applied_migration_fails_init_db_and_names_the_file(fresh_db: str, tmp_path) -> None:
     from segmentation.config import DEFAULT_SQL_DIR
     from segmentation.errors import DatabaseError
-    from segmentation.migrations import migration_files
 
     sql_dir = tmp_path / "sql"
     shutil.copytree(DEFAULT_SQL_DIR, sql_dir)
