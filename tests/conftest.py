@@ -17,6 +17,10 @@ import pytest
 
 from segmentation import scratch
 
+# Airflow's test environment (throw-away home, metadata database) as session fixtures, defined once for the
+# DAG, UI and alert tests alike.
+pytest_plugins = ["tests.airflow_setup"]
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TRAIN_CSV = SHARED_DATA / "customers_train.csv"
 NEW_CSV = SHARED_DATA / "customers_new.csv"

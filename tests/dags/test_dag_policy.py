@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.dags.conftest import DAGS
+from tests.airflow_setup import DAGS
 
 pytestmark = pytest.mark.airflow
 

@@ -29,7 +29,7 @@ def _run(dag, day: int):
 def test_a_failed_run_is_recorded_released_and_announced(
     airflow_db, dagbag, fresh_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from segmentation import scoring
+    from segmentation import rebuild
 
     monkeypatch.setenv("SEGMENTATION_CANDIDATES", "logistic_regression")
     monkeypatch.setenv("SEGMENTATION_CV_FOLDS", "2")
@@ -41,23 +41,22 @@ def test_a_failed_run_is_recorded_released_and_announced(
     for task_id in ("score", "retrain_if_due"):
         monkeypatch.setattr(dag.get_task(task_id), "retries", 0)
 
-    real = scoring.score_queued
+    # The first night rescores everyone: shards write into a fresh table that finalise swaps in.
+    real = rebuild.score_range
     written: list[int] = []
 
     def fail_after_writing(cur, *args, **kwargs):
-        real(cur, *args, **kwargs)
-        cur.execute("SELECT count(*) FROM segmentation.customer_segments WHERE run_id = %s", (kwargs["run_id"],))
-        written.append(int(cur.fetchone()[0]))  # visible inside the shard's own transaction
+        written.append(real(cur, *args, **kwargs).rows)  # rows written inside the shard's own transaction
         raise RuntimeError(PLANTED)
 
-    monkeypatch.setattr(scoring, "score_queued", fail_after_writing)
+    monkeypatch.setattr(rebuild, "score_range", fail_after_writing)
     with smtp_sink() as sink:
         monkeypatch.setenv("AIRFLOW_CONN_SEGMENTATION_ALERTS", sink.airflow_connection())
         failed = _run(dag, 10)
     assert failed.state == "failed"
     run_id = failed.run_id
     # The first failing shard had written its rows (inside its transaction) before it failed; its failure
-    # released the run's queue, so the shards after it found no work.
+    # released the run's unpublished rescore, so the shards after it found no work.
     assert written[0] > 0 and written[1:] == [0] * (len(written) - 1)
     status, failed_task, error = query(
         "SELECT status, failed_task, error FROM segmentation.pipeline_runs WHERE run_id = %s", (run_id,)
@@ -86,7 +85,7 @@ def test_a_failed_run_is_recorded_released_and_announced(
     # finalise), without the planted failure: the run is recorded as a success, with the error cleared.
     from segmentation import tasks
 
-    monkeypatch.setattr(scoring, "score_queued", real)
+    monkeypatch.setattr(rebuild, "score_range", real)
     monkeypatch.delenv("AIRFLOW_CONN_SEGMENTATION_ALERTS")
     for planned in tasks.plan_scoring(run_id):
         tasks.score_shard(run_id, planned["shard"], planned["model_version"])

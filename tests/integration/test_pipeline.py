@@ -33,7 +33,7 @@ def test_migrations_are_recorded_and_idempotent(fresh_db: str) -> None:
     from segmentation.config import DEFAULT_SQL_DIR
 
     names = [r[0] for r in query("SELECT name FROM segmentation.schema_migrations ORDER BY version")]
-    assert names[:6] == [
+    assert names[:7] == [
         "001_core_tables.sql",
         "002_analyst_views.sql",
         "003_lean_segment_writes.sql",

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import create_database, drop_database
-from tests.dags.conftest import airflow_db, airflow_env, dagbag  # noqa: F401  (fixtures used here)
 
 ROOT = Path(__file__).resolve().parents[2]
 N_CUSTOMERS = 1500
@@ -88,7 +87,7 @@ def scored_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def auth(airflow_db: None) -> object:  # noqa: F811
+def auth(airflow_db: None) -> object:
     """Airflow's SimpleAuthManager with users admin, viewer (read only) and editor (role user)."""
     _set_env(
         {

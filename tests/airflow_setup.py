@@ -1,5 +1,6 @@
 """Airflow reads its configuration when it is first imported, so the fixtures here set its environment before
-any test in this folder imports it: a throw-away AIRFLOW_HOME, this project's dags/ and plugins/, and a
+any test imports it (registered once for the whole session from tests/conftest.py, so the DAG and UI tests
+share one Airflow environment): a throw-away AIRFLOW_HOME, this project's dags/ and plugins/, and a
 metadata database on the same real PostgreSQL server as the tests' customer databases. The database is
 created only when a test asks for Airflow, and dropped at the end of the session.
 """
@@ -16,7 +17,7 @@ import pytest
 
 from tests.conftest import create_database, drop_database
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 DAGS = ROOT / "dags"
 
 
