@@ -19,11 +19,12 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field
 
+from segmentation import explain
 from segmentation.cleaning import REASONS
 from segmentation.columns import ALLOWED_CATEGORIES, ATTRIBUTE_COLUMNS, NUMERIC_COLUMNS, SEGMENTS
 from segmentation.config import CHAMPION_ASSET_NAME, get_settings
 from segmentation.db import connect
-from segmentation.errors import DatabaseError, ModelError
+from segmentation.errors import DatabaseError, ModelError, NotFoundError
 from segmentation.ui import champion, charts, queries, security
 from segmentation.ui.security import Caller
 
@@ -154,14 +155,12 @@ def customer_data(customer_id: int) -> dict[str, Any]:
 
 
 def _customer_reasons(cur: Any, customer_id: int, cache_dir: Path) -> list[dict[str, Any]] | None:
+    """The reasons of ``explain.explain_customer`` (the model version that scored the customer, against its
+    stored background); None when that version can no longer explain it (for example its features are gone)."""
     try:
-        from segmentation import explain  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    try:
-        return explain.explain_customer(cur, customer_id, cache_dir=cache_dir).get("reasons")
-    except Exception:  # explanations are an extra: the page stands without them
-        log.exception("explanations for customer %d failed", customer_id)
+        return explain.explain_customer(cur, customer_id, cache_dir=cache_dir)["reasons"]
+    except (NotFoundError, ModelError) as exc:
+        log.warning("no reasons for customer %d: %s", customer_id, exc)
         return None
 
 
@@ -415,11 +414,13 @@ def _api(app: FastAPI) -> None:
     def api_quality(caller: Reader) -> JSONResponse:
         return JSONResponse(jsonable_encoder(quality_data()))
 
-    @app.get("/api/customers/{customer_id}", summary="One customer: attributes, segment, probabilities, history")
+    @app.get(
+        "/api/customers/{customer_id}", summary="One customer: attributes, segment, probabilities, history, reasons"
+    )
     def api_customer(customer_id: str, caller: Reader) -> JSONResponse:
         return JSONResponse(jsonable_encoder(customer_data(parse_customer_id(customer_id))))
 
-    @app.post("/api/predict", summary="What-if: segment, probabilities, description, imputed attributes")
+    @app.post("/api/predict", summary="What-if: segment, probabilities, description, imputed attributes, reasons")
     def api_predict(body: CustomerValues, caller: Reader) -> JSONResponse:
         result, errors = predict_data(body.raw())
         if errors:
