@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field
 
-from segmentation import explain
+from segmentation import explain, registry
 from segmentation.cleaning import REASONS
 from segmentation.columns import ALLOWED_CATEGORIES, ATTRIBUTE_COLUMNS, NUMERIC_COLUMNS, SEGMENTS
 from segmentation.config import CHAMPION_ASSET_NAME, get_settings
@@ -156,9 +156,16 @@ def customer_data(customer_id: int) -> dict[str, Any]:
 
 def _customer_reasons(cur: Any, customer_id: int, cache_dir: Path) -> list[dict[str, Any]] | None:
     """The reasons of ``explain.explain_customer`` (the model version that scored the customer, against its
-    stored background); None when that version can no longer explain it (for example its features are gone)."""
+    stored background), with the per-process cached champion when that version scored it; None when that
+    version can no longer explain it (for example the customer's features are gone)."""
+
+    def load(cur: Any, version: int) -> Any:
+        current = champion.current(cur, cache_dir)
+        return current.model if current.version == version else registry.load_model(cur, version, cache_dir)
+
     try:
-        return explain.explain_customer(cur, customer_id, cache_dir=cache_dir)["reasons"]
+        with champion.one_thread():
+            return explain.explain_customer(cur, customer_id, cache_dir=cache_dir, load_model=load)["reasons"]
     except (NotFoundError, ModelError) as exc:
         log.warning("no reasons for customer %d: %s", customer_id, exc)
         return None
@@ -177,8 +184,6 @@ def predict_data(values: dict[str, str | None]) -> tuple[dict[str, Any] | None, 
 
 def promote(version: int, caller: Caller) -> dict[str, Any]:
     """Make ``version`` the champion, record who did it, and update the champion Asset (the nightly rescores)."""
-    from segmentation import registry
-
     with connect() as conn, conn.cursor() as cur:
         before = registry.champion(cur)
         try:

@@ -22,9 +22,9 @@ from segmentation.ui import queries
 log = logging.getLogger(__name__)
 
 # The what-if's reasons use the first rows of the version's stored explanation background (itself a random
-# sample): exact Shapley values cost one prediction per coalition and background row, and 25 rows keep the
-# what-if under 100 ms (BENCHMARKS.md, "Segmentation UI").
-WHAT_IF_BACKGROUND_ROWS = 25
+# sample): exact Shapley values cost one prediction per coalition and background row, and 20 rows keep the
+# what-if well under 100 ms (BENCHMARKS.md, "Segmentation UI").
+WHAT_IF_BACKGROUND_ROWS = 20
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,9 @@ def current(cur: Any, cache_dir: Path | None = None) -> CachedChampion:
 _controller: list[Any] = []
 
 
-def _one_thread() -> Any:
+def one_thread() -> Any:
+    """A context limiting native thread pools (OpenMP, BLAS) to one thread: for one row, and for the coalition
+    rows of its reasons, more threads only add start-up and contention on a shared machine."""
     from threadpoolctl import ThreadpoolController
 
     if not _controller:
@@ -100,9 +102,7 @@ def score(champion: CachedChampion, clean: pd.DataFrame) -> dict[str, Any]:
     clean = clean.astype({"age": "float64"})
     imputed = [c for c in ATTRIBUTE_COLUMNS if pd.isna(clean.iloc[0][c])]
     features = derive_features(clean)
-    # One native thread: for one row, and for the coalition rows of its reasons, OpenMP threads only add
-    # start-up and contention on a shared machine.
-    with _one_thread():
+    with one_thread():
         scored = predict_frame(champion.model, features).iloc[0]
         reasons = explain.explain_frame(champion.model, features, champion.background)[0]
     segment = str(scored["segment"])
