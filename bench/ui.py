@@ -17,8 +17,8 @@ One run:
    show 30 runs;
 4. each page and API endpoint is requested ``--repeat`` times in process through FastAPI's TestClient with a
    real Airflow token (the app as Airflow mounts it, without the network), and the median and 95th percentile
-   are printed. The what-if's first call (which loads and verifies the champion) is shown apart from the
-   later ones, which use the per-process cache.
+   are printed. The customer page/API and the what-if include their reasons (checked). The what-if's first call
+   (which loads and verifies the champion) is shown apart from the later ones, which use the per-process cache.
 
 ``--write`` replaces the "## Segmentation UI" section of BENCHMARKS.md.
 """
@@ -194,7 +194,9 @@ def _run(args: argparse.Namespace, url: str) -> int:
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
+    from segmentation.explain import BACKGROUND_ROWS
     from segmentation.ui.app import create_app
+    from segmentation.ui.champion import WHAT_IF_BACKGROUND_ROWS
 
     initdb()
     token = init_auth_manager().generate_jwt(SimpleAuthManagerUser(username="admin", role="admin"))
@@ -212,6 +214,9 @@ def _run(args: argparse.Namespace, url: str) -> int:
     response = client.post("/segmentation/api/predict", json=PAYLOAD)
     first_ms = (time.perf_counter() - first) * 1000
     assert response.status_code == 200, response.text
+    assert response.json()["reasons"], "the what-if must be timed with its reasons"
+    some_customer = client.get(f"/segmentation/api/customers/{some_id()}").json()
+    assert some_customer["reasons"], "the customer page must be timed with its reasons"
     cases = [
         ("page `/segmentation/` (overview)", lambda: client.get("/segmentation/")),
         ("page `/segmentation/models`", lambda: client.get("/segmentation/models")),
@@ -241,8 +246,12 @@ def _run(args: argparse.Namespace, url: str) -> int:
             f"the rest made in SQL ({load_s:.0f} s including VACUUM ANALYZE).",
             f"- The finalise that pre-aggregates what the pages read (shares, quality figures, per-segment attribute "
             f"distributions in one scan): {finalise_s:.1f} s at {args.rows:,} customers.",
-            f"- What-if, first call in a process (loads the champion from the registry and checks its sha256): "
-            f"{first_ms:.0f} ms.",
+            f"- What-if, first call in a process (loads the champion from the registry, checks its sha256 and reads "
+            f"its explanation background): {first_ms:.0f} ms.",
+            f"- With reasons (exact Shapley values over the nine attributes): the customer page and API use "
+            f"`explain.explain_customer` ({BACKGROUND_ROWS} stored background rows, the model loaded from the local "
+            f"verified cache per request); the what-if uses the cached champion and the first "
+            f"{WHAT_IF_BACKGROUND_ROWS} of its stored background rows.",
             "",
             "In process through FastAPI's TestClient with a real Airflow token (no network); milliseconds per request:",
             "",

@@ -11,6 +11,7 @@ effects of all nine attributes sum to the customer's probability minus the backg
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from itertools import product
 from pathlib import Path
 from typing import Any
@@ -164,11 +165,19 @@ def background_frame(cur: Any, version: int) -> pd.DataFrame:
     return pd.DataFrame(cur.fetchall(), columns=list(ATTRIBUTES))
 
 
-def explain_customer(cur: Any, customer_id: int, *, cache_dir: Path | None = None) -> dict[str, Any]:
+def explain_customer(
+    cur: Any,
+    customer_id: int,
+    *,
+    cache_dir: Path | None = None,
+    load_model: Callable[[Any, int], Any] | None = None,
+) -> dict[str, Any]:
     """The segment, probabilities, model version, top reasons and segment description of one scored customer,
     explained with the model version that scored it.
 
-    NotFoundError for an unknown, quarantined or not yet scored customer; ModelError without a champion.
+    ``load_model(cur, version)`` replaces ``registry.load_model`` (for a caller that keeps verified models
+    in memory, such as the web app). NotFoundError for an unknown, quarantined or not yet scored customer;
+    ModelError without a champion.
     """
     _check_schema(cur)
     if registry.champion(cur) is None:
@@ -179,7 +188,7 @@ def explain_customer(cur: Any, customer_id: int, *, cache_dir: Path | None = Non
         raise NotFoundError(_why_missing(cur, customer_id))
     version = int(found[1])
     attributes = pd.DataFrame([found[2:]], columns=list(ATTRIBUTES))
-    model = registry.load_model(cur, version, cache_dir)
+    model = load_model(cur, version) if load_model is not None else registry.load_model(cur, version, cache_dir)
     proba = model.predict_proba(_model_input(_attributes(attributes)))[:, _class_index(model)][0]
     segment = SEGMENTS[int(np.argmax(proba))]
     reasons = explain_frame(model, attributes, background_frame(cur, version))[0]

@@ -19,11 +19,12 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field
 
+from segmentation import explain, registry
 from segmentation.cleaning import REASONS
 from segmentation.columns import ALLOWED_CATEGORIES, ATTRIBUTE_COLUMNS, NUMERIC_COLUMNS, SEGMENTS
 from segmentation.config import CHAMPION_ASSET_NAME, get_settings
 from segmentation.db import connect
-from segmentation.errors import DatabaseError, ModelError
+from segmentation.errors import DatabaseError, ModelError, NotFoundError
 from segmentation.ui import champion, charts, queries, security
 from segmentation.ui.security import Caller
 
@@ -154,14 +155,19 @@ def customer_data(customer_id: int) -> dict[str, Any]:
 
 
 def _customer_reasons(cur: Any, customer_id: int, cache_dir: Path) -> list[dict[str, Any]] | None:
+    """The reasons of ``explain.explain_customer`` (the model version that scored the customer, against its
+    stored background), with the per-process cached champion when that version scored it; None when that
+    version can no longer explain it (for example the customer's features are gone)."""
+
+    def load(cur: Any, version: int) -> Any:
+        current = champion.current(cur, cache_dir)
+        return current.model if current.version == version else registry.load_model(cur, version, cache_dir)
+
     try:
-        from segmentation import explain  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    try:
-        return explain.explain_customer(cur, customer_id, cache_dir=cache_dir).get("reasons")
-    except Exception:  # explanations are an extra: the page stands without them
-        log.exception("explanations for customer %d failed", customer_id)
+        with champion.one_thread():
+            return explain.explain_customer(cur, customer_id, cache_dir=cache_dir, load_model=load)["reasons"]
+    except (NotFoundError, ModelError) as exc:
+        log.warning("no reasons for customer %d: %s", customer_id, exc)
         return None
 
 
@@ -178,8 +184,6 @@ def predict_data(values: dict[str, str | None]) -> tuple[dict[str, Any] | None, 
 
 def promote(version: int, caller: Caller) -> dict[str, Any]:
     """Make ``version`` the champion, record who did it, and update the champion Asset (the nightly rescores)."""
-    from segmentation import registry
-
     with connect() as conn, conn.cursor() as cur:
         before = registry.champion(cur)
         try:
@@ -415,11 +419,13 @@ def _api(app: FastAPI) -> None:
     def api_quality(caller: Reader) -> JSONResponse:
         return JSONResponse(jsonable_encoder(quality_data()))
 
-    @app.get("/api/customers/{customer_id}", summary="One customer: attributes, segment, probabilities, history")
+    @app.get(
+        "/api/customers/{customer_id}", summary="One customer: attributes, segment, probabilities, history, reasons"
+    )
     def api_customer(customer_id: str, caller: Reader) -> JSONResponse:
         return JSONResponse(jsonable_encoder(customer_data(parse_customer_id(customer_id))))
 
-    @app.post("/api/predict", summary="What-if: segment, probabilities, description, imputed attributes")
+    @app.post("/api/predict", summary="What-if: segment, probabilities, description, imputed attributes, reasons")
     def api_predict(body: CustomerValues, caller: Reader) -> JSONResponse:
         result, errors = predict_data(body.raw())
         if errors:

@@ -1,4 +1,5 @@
-"""The champion model for the what-if form, verified once and cached per process by version and sha256."""
+"""The champion model for the what-if form, verified once and cached per process by version and sha256, with the
+background rows its reasons are measured against."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from segmentation import registry
+from segmentation import explain, registry
 from segmentation.cleaning import REASONS, validate
 from segmentation.columns import ATTRIBUTE_COLUMNS, CUSTOMER_ID, SEGMENTS
 from segmentation.errors import ModelError
@@ -20,15 +21,21 @@ from segmentation.ui import queries
 
 log = logging.getLogger(__name__)
 
+# The what-if's reasons use the first rows of the version's stored explanation background (itself a random
+# sample): exact Shapley values cost one prediction per coalition and background row, and 20 rows keep the
+# what-if well under 100 ms (BENCHMARKS.md, "Segmentation UI").
+WHAT_IF_BACKGROUND_ROWS = 20
+
 
 @dataclass(frozen=True)
 class CachedChampion:
-    """A verified champion pipeline and the profiles of its segments."""
+    """A verified champion pipeline, the profiles of its segments and its explanation background."""
 
     version: int
     sha256: str
     model: Any
     profiles: dict[str, Any]
+    background: pd.DataFrame
 
 
 _lock = threading.Lock()
@@ -47,7 +54,8 @@ def current(cur: Any, cache_dir: Path | None = None) -> CachedChampion:
         cached = _cache.get(key)
         if cached is None:
             model = registry.load_model(cur, key[0], cache_dir)
-            cached = CachedChampion(key[0], key[1], model, queries.profiles(cur, key[0]))
+            background = explain.background_frame(cur, key[0]).head(WHAT_IF_BACKGROUND_ROWS)
+            cached = CachedChampion(key[0], key[1], model, queries.profiles(cur, key[0]), background)
             _cache.clear()  # only the current champion is kept
             _cache[key] = cached
             log.info("champion v%d (sha256 %s) loaded for the what-if form", key[0], key[1][:12])
@@ -57,7 +65,9 @@ def current(cur: Any, cache_dir: Path | None = None) -> CachedChampion:
 _controller: list[Any] = []
 
 
-def _one_thread() -> Any:
+def one_thread() -> Any:
+    """A context limiting native thread pools (OpenMP, BLAS) to one thread: for one row, and for the coalition
+    rows of its reasons, more threads only add start-up and contention on a shared machine."""
     from threadpoolctl import ThreadpoolController
 
     if not _controller:
@@ -92,8 +102,9 @@ def score(champion: CachedChampion, clean: pd.DataFrame) -> dict[str, Any]:
     clean = clean.astype({"age": "float64"})
     imputed = [c for c in ATTRIBUTE_COLUMNS if pd.isna(clean.iloc[0][c])]
     features = derive_features(clean)
-    with _one_thread():  # one row: OpenMP threads only add start-up and contention on a shared machine
+    with one_thread():
         scored = predict_frame(champion.model, features).iloc[0]
+        reasons = explain.explain_frame(champion.model, features, champion.background)[0]
     segment = str(scored["segment"])
     probabilities = {s: round(float(scored[f"p_{s.lower()}"]), 4) for s in SEGMENTS}
     return {
@@ -102,7 +113,7 @@ def score(champion: CachedChampion, clean: pd.DataFrame) -> dict[str, Any]:
         "model_version": champion.version,
         "description": (champion.profiles.get(segment) or {}).get("description"),
         "imputed": imputed,
-        "reasons": explain_reasons(champion.model, features),
+        "reasons": reasons,
         "values": {c: _plain(clean.iloc[0][c]) for c in ATTRIBUTE_COLUMNS},
     }
 
@@ -111,16 +122,3 @@ def _plain(value: Any) -> Any:
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return None
     return value.item() if hasattr(value, "item") else value
-
-
-def explain_reasons(model: Any, features: pd.DataFrame) -> list[dict[str, Any]] | None:
-    """The top reasons from ``segmentation.explain`` when that module exists, else None."""
-    try:
-        from segmentation import explain  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    try:
-        return explain.explain_frame(model, features, top=5)[0]
-    except Exception:  # explanations are an extra: the prediction stands without them
-        log.exception("explanations failed")
-        return None

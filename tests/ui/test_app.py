@@ -176,6 +176,52 @@ def test_customer_api_and_page(as_user) -> None:
     assert f'id="customer-segment">{segment}<' in page and "Segment history" in page
 
 
+def confident_customer() -> tuple[int, str]:
+    """The scored customer whose segment the champion is surest of (its top reason must raise that segment)."""
+    cid, segment = query(
+        """SELECT customer_id, segment FROM segmentation.customer_segments WHERE model_version = %s
+           ORDER BY greatest(p_a, p_b, p_c, p_d) DESC, customer_id LIMIT 1""",
+        (champion_version(),),
+    )[0]
+    return int(cid), segment
+
+
+def assert_reasons_shape(reasons: list[dict]) -> None:
+    """Five reasons: distinct attributes among the nine, numeric effects, largest first, not all zero."""
+    assert len(reasons) == 5
+    attributes = [r["attribute"] for r in reasons]
+    assert set(attributes) <= set(ATTRIBUTE_COLUMNS) and len(set(attributes)) == 5
+    effects = [r["effect"] for r in reasons]
+    assert all(isinstance(e, float) for e in effects)
+    assert effects == sorted(effects, reverse=True)
+    assert any(abs(e) > 1e-6 for e in effects)  # measured against background customers, not the row itself
+
+
+def test_customer_api_and_page_give_the_reasons_of_explain_customer(as_user) -> None:
+    from segmentation import explain
+    from segmentation.config import get_settings
+    from segmentation.db import connect
+
+    cid, segment = confident_customer()
+    data = as_user("viewer").get(f"/segmentation/api/customers/{cid}").json()
+    assert data["segment"] == segment
+    assert_reasons_shape(data["reasons"])
+    # The probability is far above the background's mean, so the largest effect raises the assigned segment.
+    assert data["reasons"][0]["effect"] > 0
+    with connect() as conn, conn.cursor() as cur:
+        expected = explain.explain_customer(cur, cid, cache_dir=get_settings().model_cache_dir)
+    assert expected["segment"] == segment
+    assert [(r["attribute"], r["value"]) for r in data["reasons"]] == [
+        (r["attribute"], r["value"]) for r in expected["reasons"]
+    ]
+    assert [r["effect"] for r in data["reasons"]] == pytest.approx([r["effect"] for r in expected["reasons"]])
+    page = as_user("viewer").get(f"/segmentation/customers/{cid}").text
+    shown = re.findall(r'<tr class="reason" data-attribute="([a-z_0-9]+)">', page)
+    assert shown == [r["attribute"] for r in data["reasons"]]
+    top = data["reasons"][0]
+    assert f"{100 * top['effect']:+.1f} points" in page
+
+
 def test_a_quarantined_customer_shows_its_reasons(as_user) -> None:
     data = as_user("viewer").get(f"/segmentation/api/customers/{BAD_IDS[0]}").json()
     assert data["segment"] is None and data["quarantine"]["reasons"] == ["age_not_a_number"]
@@ -220,6 +266,24 @@ def test_predict_api_scores_with_the_champion_and_describes_the_segment(as_user)
     assert data["imputed"] == []
 
 
+def test_predict_api_gives_reasons_with_the_customers_values(as_user) -> None:
+    data = as_user("viewer").post("/segmentation/api/predict", json=VALID).json()
+    assert_reasons_shape(data["reasons"])
+    for reason in data["reasons"]:
+        given = VALID[reason["attribute"]]
+        assert reason["value"] == (float(given) if isinstance(given, int) else given), reason
+
+
+def test_predict_api_reasons_for_a_scored_customer_support_its_segment(as_user) -> None:
+    cid, segment = confident_customer()
+    viewer = as_user("viewer")
+    attributes = viewer.get(f"/segmentation/api/customers/{cid}").json()["attributes"]
+    data = viewer.post("/segmentation/api/predict", json=attributes).json()
+    assert data["segment"] == segment
+    assert_reasons_shape(data["reasons"])
+    assert data["reasons"][0]["effect"] > 0
+
+
 def test_predict_api_imputes_empty_attributes_and_says_so(as_user) -> None:
     data = as_user("viewer").post("/segmentation/api/predict", json={"age": 40, "profession": ""}).json()
     assert data["segment"] in SEGMENTS
@@ -257,6 +321,9 @@ def test_what_if_page_shows_segment_description_and_imputation(as_user) -> None:
     segment = re.search(r'id="result-segment">([A-D])<', page).group(1)
     assert re.search(rf'id="result-description">Segment {segment} \(', page)
     assert "imputed by the model: work_experience" in page
+    shown = re.findall(r'<tr class="reason" data-attribute="([a-z_0-9]+)">', page)
+    assert len(shown) == 5 and set(shown) <= set(ATTRIBUTE_COLUMNS)
+    assert "work_experience</th><td>(empty)</td>" in page or "work_experience" not in shown
 
 
 def test_what_if_page_shows_rule_names_next_to_bad_fields(as_user) -> None:

@@ -1,6 +1,7 @@
 """A real browser against the real Airflow api-server with this plugin, over a database scored by the nightly
 pipeline: log in through Airflow's login page, open "Segmentation" from Airflow's navigation, read the
-overview, submit the what-if form and open a customer page. Screenshots are saved as test artifacts
+overview, submit the what-if form and open a customer page (reading their reasons), and follow Retrain to
+Airflow's trigger form for segmentation_retrain. Screenshots are saved as test artifacts
 (``SEGMENTATION_TEST_ARTIFACTS``, default ``.data/test-artifacts/ui``); with ``SEGMENTATION_UPDATE_DOCS_IMG=1``
 the page screenshots also replace ``docs/img/``.
 
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from segmentation.columns import ATTRIBUTE_COLUMNS
 from tests.helpers import scalar
 from tests.ui.conftest import JWT_SECRET, ROOT, USERS
 
@@ -71,9 +73,15 @@ def _wait_for(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180)
 
 
 @pytest.fixture(scope="module")
-def api_server(airflow_env: str, airflow_db: None, scored_db: str, tmp_path_factory) -> Iterator[str]:
-    """``airflow api-server`` with the plugins folder, in its own session; yields its base URL."""
+def api_server(airflow_env: str, airflow_db: None, scored_db: str, dagbag, tmp_path_factory) -> Iterator[str]:
+    """``airflow api-server`` with the plugins folder and this project's DAGs known to Airflow (as the DAG
+    processor leaves them), in its own session; yields its base URL."""
     _require_browser()
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import sync_bag_to_db
+
+    DagBundlesManager().sync_bundles_to_db()
+    sync_bag_to_db(dagbag, "dags-folder", None)
     folder = tmp_path_factory.mktemp("api-server")
     passwords = folder / "passwords.json"
     passwords.write_text(json.dumps({"admin": PASSWORD, "viewer": PASSWORD, "editor": PASSWORD}))
@@ -136,6 +144,16 @@ def _shot(page, name: str, *, docs: bool = False) -> None:
         shutil.copy(path, DOCS_IMG / f"{name}.png")
 
 
+def _read_reasons(rows) -> None:
+    """The reasons table: five rows, each an attribute among the nine with a signed effect in points."""
+    rows.first.wait_for()
+    assert rows.count() == 5
+    attribute = rows.first.get_attribute("data-attribute")
+    assert attribute in ATTRIBUTE_COLUMNS
+    assert rows.first.locator("th").inner_text() == attribute
+    assert re.fullmatch(r"[+-]\d+\.\d points", rows.first.locator("td.effect").inner_text())
+
+
 def test_log_in_open_segmentation_from_the_nav_what_if_and_a_customer(api_server: str, browser) -> None:
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
@@ -175,6 +193,7 @@ def test_log_in_open_segmentation_from_the_nav_what_if_and_a_customer(api_server
         assert segment in {"A", "B", "C", "D"}
         assert frame.locator("#result-description").inner_text().startswith(f"Segment {segment} (")
         assert "imputed by the model" in frame.locator("#imputed").inner_text()
+        _read_reasons(frame.locator("#result-reasons tr.reason"))
 
         # 4. A customer page, through the lookup form.
         customer_id = scalar("SELECT min(customer_id) FROM segmentation.customer_segments")
@@ -182,8 +201,19 @@ def test_log_in_open_segmentation_from_the_nav_what_if_and_a_customer(api_server
         frame.get_by_role("button", name="Open").click()
         expected = scalar("SELECT segment FROM segmentation.customer_segments WHERE customer_id = %s", (customer_id,))
         assert frame.locator("#customer-segment").inner_text() == expected
+        _read_reasons(frame.locator("#customer-reasons tr.reason"))
 
-        # 5. Every page on its own, for the artifacts and the README.
+        # 5. Retrain: the models page's button opens segmentation_retrain in Airflow (Airflow 3.3 has no URL that
+        # opens the trigger dialog itself); its Trigger button opens Airflow's trigger form with the Params.
+        frame.get_by_role("link", name="Models").click()
+        frame.locator("#retrain").click()
+        page.wait_for_url(re.compile(r"/dags/segmentation_retrain/?$"))
+        page.get_by_test_id("trigger-dag-button").click()
+        page.get_by_test_id("trigger-dag-submit").wait_for()
+        assert page.get_by_role("dialog").get_by_text("Trigger Dag").first.is_visible()
+        _shot(page, "airflow-retrain-trigger-form")
+
+        # 6. Every page on its own, for the artifacts and the README.
         for name, path in [("overview", "/"), ("models", "/models"), ("quality", "/quality"),
                            ("what-if", "/what-if"), ("customer", f"/customers/{customer_id}")]:  # fmt: skip
             page.goto(f"{api_server}/segmentation{path}")

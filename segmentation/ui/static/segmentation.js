@@ -30,3 +30,26 @@
     new Chart(canvas, { type: spec.type, data: { labels: spec.labels, datasets: datasets }, options: options });
   });
 })();
+
+// Links marked data-airflow-route open a page of Airflow's own UI. Airflow shows this app in a frame sandboxed
+// without top navigation, so there a plain target="_top" link does nothing; the frame has the same origin,
+// though, so it pushes the URL onto Airflow's history and lets Airflow's router (which follows popstate) show it.
+(function () {
+  "use strict";
+  document.querySelectorAll("a[data-airflow-route]").forEach(function (link) {
+    link.addEventListener("click", function (event) {
+      var top;
+      try {
+        top = window.top;
+        if (top === window || top.location.origin !== window.location.origin) { return; }
+      } catch (e) {
+        return; // another origin: the plain link is all there is
+      }
+      event.preventDefault();
+      var idx = (top.history.state && typeof top.history.state.idx === "number") ? top.history.state.idx + 1 : 0;
+      var state = { usr: null, key: "segmentation", idx: idx };
+      top.history.pushState(state, "", link.href);
+      top.dispatchEvent(new PopStateEvent("popstate", { state: state }));
+    });
+  });
+})();
