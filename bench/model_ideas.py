@@ -21,14 +21,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from benchmarks_md import publish
 from model_quality import (
-    DEFAULT_DATA,
     REFERENCE,
+    add_fold_arguments,
     features_and_labels,
     fit_and_score,
     load_real,
@@ -113,10 +112,7 @@ def build_ideas(seed: int) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--splits", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
+    add_fold_arguments(parser)
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args(argv)
     if not args.data.exists():

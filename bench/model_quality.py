@@ -243,12 +243,17 @@ def time_training(real: pd.DataFrame, synthetic_rows: int, seed: int) -> list[st
     return [head + "\n".join(lines) + "\n"]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_fold_arguments(parser: argparse.ArgumentParser) -> None:
+    """The data file and the outer folds, shared by the model benches so that they use the same folds."""
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--splits", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_fold_arguments(parser)
     parser.add_argument("--no-nested", action="store_true", help="skip the nested champion (faster)")
     parser.add_argument("--timing", action="store_true", help="also time train_model on real and synthetic data")
     parser.add_argument("--synthetic-rows", type=int, default=1_000_000)
