@@ -42,9 +42,10 @@ def test_finalise_emits_the_segments_asset_event_which_schedules_the_crm_export(
 
     with create_session() as session:
         events = session.scalars(
-            select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .where(AssetModel.name == SEGMENTS_ASSET_NAME)
-        ).all()  # fmt: skip
+            select(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.name == SEGMENTS_ASSET_NAME, AssetEvent.source_run_id == run.run_id)
+        ).all()  # fmt: skip  (the session's Airflow database also holds the DAG tests' runs)
         assert len(events) == 1
         extra = events[0].extra
         queued = set(session.scalars(select(AssetDagRunQueue.target_dag_id)).all())
