@@ -113,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument(
+        "--candidates", default="hist_gradient_boosting", help="SEGMENTATION_CANDIDATES of the champion's training"
+    )
     parser.add_argument("--write", action="store_true", help="write the section into BENCHMARKS.md")
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="segmentation-bench-ui-"))
@@ -120,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         {
             "SEGMENTATION_DATA_DIR": str(tmp / "data"),
             "SEGMENTATION_MODELS_DIR": str(tmp / "models"),
-            "SEGMENTATION_CANDIDATES": "hist_gradient_boosting",
+            "SEGMENTATION_CANDIDATES": args.candidates,
             "SEGMENTATION_CV_FOLDS": "2",
             "AIRFLOW_HOME": str(tmp / "airflow"),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
@@ -260,9 +263,9 @@ def _run(args: argparse.Namespace, url: str) -> int:
             *rows,
             "",
             "Targets: every page under 300 ms at 5,000,000 customers, the what-if under 100 ms after the first call.",
-            "The champion here is a single `hist_gradient_boosting` (this bench's `SEGMENTATION_CANDIDATES`); reasons "
-            'for the `hgb_rf_vote` ensemble cost more per customer ("Explanations" above), so with that champion the '
-            "customer page and the what-if take longer than shown here (not measured in this bench).",
+            f"The champion here was trained with `SEGMENTATION_CANDIDATES={args.candidates}` (command: "
+            f"`.venv/bin/python bench/ui.py --candidates {args.candidates} --write`); reasons cost more for a larger "
+            'model ("Explanations" above).',
             "",
         ]
     )

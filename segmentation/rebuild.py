@@ -177,6 +177,7 @@ def score_range(
         copy_binary_in(cur, scored, target, _COPY_COLUMNS)
         _add_lap(phases, "write", lap)
         rows += len(features)
+        log.info("shard %d: chunk of %d rows staged, %d so far (not committed)", shard, len(features), rows)
     cur.execute(
         "INSERT INTO segmentation.rebuild_shards (rebuild_table, shard, rows) VALUES (%s, %s, %s)",
         (table, shard, rows),

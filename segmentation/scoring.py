@@ -221,6 +221,7 @@ def score_queued(cur: Any, model: Any, *, run_id: str, shard: int, model_version
         copy_binary_in(cur, scored, "score_stage", _STAGE_COLUMNS)
         _add_lap(phases, "stage", lap)
         rows += len(features)
+        log.info("shard %d: chunk of %d rows staged, %d so far (not committed)", shard, len(features), rows)
     lap = time.perf_counter()
     params = {"model_version": model_version, "run_id": run_id}
     # Writers of the live table take turns for the short history+upsert step of an increment, so that

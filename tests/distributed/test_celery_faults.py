@@ -155,13 +155,17 @@ def shard_steps(customers: str, run_id: str) -> dict[str, dict[str, Any]]:
 
 
 def written_by_run(customers: str, run_id: str, shard: int) -> int:
-    """Rows of ``customer_segments`` that run ``run_id`` has committed for one shard."""
+    """Rows that run ``run_id`` has committed for one shard: into ``customer_segments`` (an increment) or
+    into its full rescore's fresh table (``rebuild_shards``)."""
     return fetch(
         customers,
-        """SELECT count(*) FROM segmentation.customer_segments AS s
-           JOIN segmentation.score_queue AS q USING (customer_id)
-           WHERE s.run_id = %s AND q.run_id = %s AND q.shard = %s""",
-        (run_id, run_id, shard),
+        """SELECT (SELECT count(*) FROM segmentation.customer_segments AS s
+                   JOIN segmentation.score_queue AS q USING (customer_id)
+                   WHERE s.run_id = %s AND q.run_id = %s AND q.shard = %s)
+                + (SELECT coalesce(sum(r.rows), 0) FROM segmentation.rebuild_shards AS r
+                   JOIN segmentation.scoring_plans AS p USING (rebuild_table)
+                   WHERE p.run_id = %s AND r.shard = %s)""",
+        (run_id, run_id, shard, run_id, shard),
     )[0][0]
 
 
