@@ -63,19 +63,22 @@ def scored_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "SEGMENTATION_DATABASE_URL": url,
             "SEGMENTATION_DATA_DIR": str(data / "data"),
             "SEGMENTATION_MODELS_DIR": str(data / "models"),
-            **FAST,
         }
     )
     reset_url_cache()
     try:
         migrate(url)
-        load_generated(N_CUSTOMERS, seed=4, labelled_share=0.5)
-        _plant_bad_rows()
-        tasks.run_nightly("ui-night-1")
-        load_generated(200, seed=5, start_id=N_CUSTOMERS + 1, labelled_share=0.5)
-        tasks.run_nightly("ui-night-2")
-        tasks.start_run("ui-retrain", "segmentation_retrain")
-        tasks.train("ui-retrain", trigger="manual")  # a candidate that the promotion tests promote
+        fast = _set_env(FAST)  # only while training here: the session goes on with the default settings
+        try:
+            load_generated(N_CUSTOMERS, seed=4, labelled_share=0.5)
+            _plant_bad_rows()
+            tasks.run_nightly("ui-night-1")
+            load_generated(200, seed=5, start_id=N_CUSTOMERS + 1, labelled_share=0.5)
+            tasks.run_nightly("ui-night-2")
+            tasks.start_run("ui-retrain", "segmentation_retrain")
+            tasks.train("ui-retrain", trigger="manual")  # a candidate that the promotion tests promote
+        finally:
+            _restore(fast)
         yield url
     finally:
         from segmentation.ui import champion

@@ -238,6 +238,8 @@ def test_tuning_settings_reach_the_search_from_the_environment(monkeypatch: pyte
     from segmentation.config import get_settings
     from segmentation.tasks import training_options
 
+    for name in ("CANDIDATES", "FACTOR", "SCORING", "MIN_RESOURCES"):
+        monkeypatch.delenv(f"SEGMENTATION_TUNE_{name}", raising=False)
     defaults = get_settings()
     assert (defaults.tune_candidates, defaults.tune_factor, defaults.tune_scoring) == (12, 3, "neg_log_loss")
     monkeypatch.setenv("SEGMENTATION_TUNE_CANDIDATES", "3")
