@@ -22,9 +22,9 @@ from segmentation.ui import queries
 log = logging.getLogger(__name__)
 
 # The what-if's reasons use the first rows of the version's stored explanation background (itself a random
-# sample): exact Shapley values cost one prediction per coalition and background row, and 20 rows keep the
+# sample): exact Shapley values cost one prediction per coalition and background row, and 10 rows keep the
 # what-if well under 100 ms (BENCHMARKS.md, "Segmentation UI").
-WHAT_IF_BACKGROUND_ROWS = 20
+WHAT_IF_BACKGROUND_ROWS = 10
 
 
 @dataclass(frozen=True)
