@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,24 @@ def evaluate(pipeline: Pipeline, labelled: pd.DataFrame) -> dict[str, Any]:
     return json_safe(evaluate_frame(pipeline, model_frame(labelled), labels_of(labelled)))
 
 
+def _class_bins(
+    y: Sequence[object] | pd.Series, proba: np.ndarray, classes: Sequence[object], bins: int
+) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+    """Per class (one-vs-rest, ``bins`` equal-width bins): rows, summed predicted probability and hits per bin."""
+    truth = np.asarray(y, dtype=object)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    for position, label in enumerate(classes):
+        p = np.asarray(proba[:, position], dtype="float64")
+        hit = (truth == label).astype("float64")
+        which = np.clip(np.digitize(p, edges[1:-1], right=True), 0, bins - 1)
+        yield (
+            str(label),
+            np.bincount(which, minlength=bins),
+            np.bincount(which, weights=p, minlength=bins),
+            np.bincount(which, weights=hit, minlength=bins),
+        )
+
+
 def calibration_errors(
     y: Sequence[object] | pd.Series, proba: np.ndarray, classes: Sequence[object], bins: int = CALIBRATION_BINS
 ) -> dict[str, float]:
@@ -31,17 +49,10 @@ def calibration_errors(
 
     ECE = sum over bins of (share of rows in the bin) * |mean predicted probability - observed frequency|.
     """
-    truth = np.asarray(y, dtype=object)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    errors = {}
-    for position, label in enumerate(classes):
-        p = np.asarray(proba[:, position], dtype="float64")
-        hit = (truth == label).astype("float64")
-        which = np.clip(np.digitize(p, edges[1:-1], right=True), 0, bins - 1)
-        counts = np.bincount(which, minlength=bins)
-        gap = np.abs(np.bincount(which, weights=p, minlength=bins) - np.bincount(which, weights=hit, minlength=bins))
-        errors[str(label)] = float(gap.sum() / max(counts.sum(), 1))
-    return errors
+    return {
+        label: float(np.abs(predicted - observed).sum() / max(counts.sum(), 1))
+        for label, counts, predicted, observed in _class_bins(y, proba, classes, bins)
+    }
 
 
 def reliability_bins(
@@ -49,20 +60,12 @@ def reliability_bins(
 ) -> dict[str, dict[str, list[float]]]:
     """Per class, the reliability diagram: mean predicted probability, observed frequency and rows per
     non-empty bin (the same equal-width bins as :func:`calibration_errors`)."""
-    truth = np.asarray(y, dtype=object)
-    edges = np.linspace(0.0, 1.0, bins + 1)
     out = {}
-    for position, label in enumerate(classes):
-        p = np.asarray(proba[:, position], dtype="float64")
-        hit = (truth == label).astype("float64")
-        which = np.clip(np.digitize(p, edges[1:-1], right=True), 0, bins - 1)
-        counts = np.bincount(which, minlength=bins)
+    for label, counts, predicted, observed in _class_bins(y, proba, classes, bins):
         used = counts > 0
-        predicted = np.bincount(which, weights=p, minlength=bins)[used] / counts[used]
-        observed = np.bincount(which, weights=hit, minlength=bins)[used] / counts[used]
-        out[str(label)] = {
-            "predicted": predicted.round(4).tolist(),
-            "observed": observed.round(4).tolist(),
+        out[label] = {
+            "predicted": (predicted[used] / counts[used]).round(4).tolist(),
+            "observed": (observed[used] / counts[used]).round(4).tolist(),
             "rows": counts[used].tolist(),
         }
     return out
