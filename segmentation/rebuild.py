@@ -187,7 +187,8 @@ def score_range(
 
 _COLS = ", ".join(SEGMENT_COLUMNS)
 # One pass over new and live rows: history for every real change, and the live rows of customers the rebuild
-# did not score (e.g. quarantined since) carried over into the new table.
+# did not score (e.g. quarantined since) carried over into the new table. History goes in in customer order,
+# so its (customer_id, history_id) key is filled page after page rather than at random.
 _DIFF_SQL = f"""
 WITH joined AS (
     SELECT n.customer_id AS new_id, n.segment AS new_segment, n.model_version AS new_version,
@@ -199,6 +200,7 @@ WITH joined AS (
     INSERT INTO segmentation.segment_history (customer_id, previous_segment, segment, model_version, run_id)
     SELECT new_id, live_segment, new_segment, new_version, %(run_id)s
     FROM joined WHERE new_id IS NOT NULL AND live_segment IS DISTINCT FROM new_segment
+    ORDER BY new_id
     RETURNING 1
 ), carried AS (
     INSERT INTO {{table}} ({_COLS})

@@ -56,10 +56,8 @@ def shard_count(n_rows: int, shard_size: int, max_shards: int) -> int:
 
 
 def read_features(cur: Any, query: str, params: dict[str, Any]) -> pd.DataFrame:
-    """Feature rows via COPY, typed by name."""
-    frame = copy_frame_out(cur, query, params)
-    frame[CUSTOMER_ID] = frame[CUSTOMER_ID].astype("int64")
-    return frame.astype(NUMERIC_DTYPES)
+    """Feature rows via COPY, typed by name while the CSV is parsed."""
+    return copy_frame_out(cur, query, params, dtypes={CUSTOMER_ID: "int64", **NUMERIC_DTYPES})
 
 
 def predict_frame(model: Any, features: pd.DataFrame) -> pd.DataFrame:
