@@ -1,0 +1,204 @@
+"""CatBoost and LightGBM, alone and in soft votes, on the quality bench's outer folds against the equal vote.
+
+Every row is a FIXED configuration fitted on each whole outer training part and scored on its outer test
+part, paired per fold against ``hgb_rf_vote`` (the usual champion) and the reference (seed GB), as in
+bench/model_ideas.py. Not nested: a row that wins here would still have to win inside ``train_model``.
+
+- ``catboost``: ``CatBoostClassifier`` (MultiClass) with native categorical features: the categorical columns
+  as strings with "missing" for gaps, numeric gaps left as NaN; two fixed settings (depth 6 with CatBoost's
+  default l2 3, and a shallower, more regularised depth 4 with l2 10), 500 iterations at learning rate 0.05;
+- ``lightgbm``: ``LGBMClassifier`` on pandas category columns (the allowed categories, so train and test codes
+  agree), 7 leaves, 300 trees at 0.04, at least 30 rows a leaf, L2 5, 80 % of the columns a tree;
+- soft votes (equal weights): catboost d4 + the vote's forest, catboost d4 + the vote's HGB and forest,
+  lightgbm + the vote's forest.
+
+Each booster is a scikit-learn ``Pipeline`` (a ``FunctionTransformer`` that prepares its columns, then the
+classifier), so it can stand in a ``VotingClassifier`` or the project's pipeline. One thread everywhere
+(``threadpool_limits(1)``, ``thread_count=1``, ``n_jobs=1``). predict_proba rows/s are measured on 10,000 rows
+(each fold's test part repeated). Needs ``catboost`` and ``lightgbm``, which the project does not install.
+Prints only; exits 0 when the real file is absent.
+
+    python bench/model_boosters.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+from catboost import CatBoostClassifier
+from lightgbm import LGBMClassifier
+from model_ideas import build_ideas, members
+from model_quality import REFERENCE, add_fold_arguments, features_and_labels, load_real, outer_folds, score
+from sklearn.ensemble import VotingClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
+from threadpoolctl import threadpool_limits
+
+from segmentation.columns import ALLOWED_CATEGORIES, MODEL_CATEGORICAL_COLUMNS, MODEL_NUMERIC_COLUMNS
+from segmentation.metrics import predict_rows_per_second
+from segmentation.preprocessing import MISSING_LABEL, as_float_with_nan
+
+VOTE = "hgb_rf_vote"
+SPEED_ROWS = 10_000
+CATEGORY_DTYPES = {
+    column: pd.CategoricalDtype(list(ALLOWED_CATEGORIES[column])) for column in MODEL_CATEGORICAL_COLUMNS
+}
+
+
+def _numeric(X: pd.DataFrame) -> pd.DataFrame:
+    return as_float_with_nan(X.loc[:, list(MODEL_NUMERIC_COLUMNS)])
+
+
+def catboost_columns(X: pd.DataFrame) -> pd.DataFrame:
+    """The model's columns for CatBoost: numeric as float64 with NaN, categories as str with "missing"."""
+    categories = X.loc[:, list(MODEL_CATEGORICAL_COLUMNS)].astype(object)
+    categories = categories.where(categories.notna(), MISSING_LABEL).astype(str).astype(object)
+    return pd.concat([_numeric(X), categories], axis=1)
+
+
+def lightgbm_columns(X: pd.DataFrame) -> pd.DataFrame:
+    """The model's columns for LightGBM: numeric as float64 with NaN, categories as pandas category dtype over
+    the allowed values (missing and unknown values are NaN)."""
+    categories = X.loc[:, list(MODEL_CATEGORICAL_COLUMNS)].astype(object)
+    categories = categories.where(categories.notna(), None)
+    categories = pd.DataFrame(
+        {column: categories[column].astype(CATEGORY_DTYPES[column]) for column in categories.columns},
+        index=X.index,
+    )
+    return pd.concat([_numeric(X), categories], axis=1)
+
+
+def catboost_pipeline(seed: int, *, depth: int, l2_leaf_reg: float) -> Pipeline:
+    model = CatBoostClassifier(
+        loss_function="MultiClass",
+        iterations=500,
+        learning_rate=0.05,
+        depth=depth,
+        l2_leaf_reg=l2_leaf_reg,
+        # A tuple: CatBoost's get_params deep-copies, and sklearn's clone needs the very same object back.
+        cat_features=tuple(MODEL_CATEGORICAL_COLUMNS),
+        random_seed=seed,
+        thread_count=1,
+        verbose=False,
+        allow_writing_files=False,
+    )
+    return Pipeline([("features", FunctionTransformer(catboost_columns)), ("classifier", model)])
+
+
+def lightgbm_pipeline(seed: int) -> Pipeline:
+    model = LGBMClassifier(
+        num_leaves=7,
+        learning_rate=0.04,
+        n_estimators=300,
+        min_child_samples=30,
+        reg_lambda=5.0,
+        colsample_bytree=0.8,
+        random_state=seed,
+        n_jobs=1,
+        verbose=-1,
+    )
+    return Pipeline([("features", FunctionTransformer(lightgbm_columns)), ("classifier", model)])
+
+
+def build_boosters(seed: int) -> dict[str, Callable[[], object]]:
+    ideas = build_ideas(seed)
+
+    def cb_d6() -> Pipeline:
+        return catboost_pipeline(seed, depth=6, l2_leaf_reg=3.0)
+
+    def cb_d4() -> Pipeline:
+        return catboost_pipeline(seed, depth=4, l2_leaf_reg=10.0)
+
+    def vote(*extra: tuple[str, Pipeline], keep: tuple[str, ...]) -> VotingClassifier:
+        kept = [(name, member) for name, member in members(seed).items() if name in keep]
+        return VotingClassifier([*extra, *kept], voting="soft", n_jobs=1)
+
+    return {
+        REFERENCE: ideas[REFERENCE],
+        VOTE: ideas[VOTE],
+        "catboost d6 l2 3": cb_d6,
+        "catboost d4 l2 10": cb_d4,
+        "lightgbm 7 leaves": lambda: lightgbm_pipeline(seed),
+        "vote catboost d4 + rf": lambda: vote(("catboost", cb_d4()), keep=("rf",)),
+        "vote catboost d4 + hgb + rf": lambda: vote(("catboost", cb_d4()), keep=("hgb", "rf")),
+        "vote lightgbm + rf": lambda: vote(("lightgbm", lightgbm_pipeline(seed)), keep=("rf",)),
+    }
+
+
+def fit_and_measure(build, X: pd.DataFrame, y: np.ndarray, train_idx, test_idx) -> dict[str, float]:
+    """model_quality's fit and score, with predict_proba rows/s on SPEED_ROWS rows."""
+    model = build()
+    started = time.perf_counter()
+    model.fit(X.iloc[train_idx], y[train_idx])
+    fit_s = time.perf_counter() - started
+    X_test = X.iloc[test_idx]
+    scores = score(model, X_test, y[test_idx], fit_s)
+    batch = X_test.iloc[np.resize(np.arange(len(X_test)), SPEED_ROWS)]
+    scores["predict_rows_per_s"] = predict_rows_per_second(model, batch, min_rows=SPEED_ROWS)
+    return scores
+
+
+def _mean_se(diff: pd.Series, digits: int) -> str:
+    return f"{diff.mean():+.{digits}f} ± {diff.std(ddof=1) / np.sqrt(len(diff)):.{digits}f}"
+
+
+def table(results: dict[str, list[dict[str, float]]]) -> str:
+    vote, ref = pd.DataFrame(results[VOTE]), pd.DataFrame(results[REFERENCE])
+    lines = [
+        "| model | accuracy | log loss | accuracy − vote (points) | log loss − vote | better than vote (acc/ll) "
+        "| accuracy − reference (points) | log loss − reference | better than reference (acc/ll) | fit s "
+        f"| predict_proba rows/s ({SPEED_ROWS:,} rows) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, scores in results.items():
+        t = pd.DataFrame(scores)
+        da, dl = (t["accuracy"] - vote["accuracy"]) * 100, t["log_loss"] - vote["log_loss"]
+        ra, rl = (t["accuracy"] - ref["accuracy"]) * 100, t["log_loss"] - ref["log_loss"]
+        lines.append(
+            f"| {name} | {t['accuracy'].mean():.4f} | {t['log_loss'].mean():.4f} "
+            f"| {_mean_se(da, 2)} | {_mean_se(dl, 4)} | {int((da > 0).sum())}/{int((dl < 0).sum())} of {len(da)} "
+            f"| {_mean_se(ra, 2)} | {_mean_se(rl, 4)} | {int((ra > 0).sum())}/{int((rl < 0).sum())} of {len(ra)} "
+            f"| {t['fit_s'].mean():.2f} | {t['predict_rows_per_s'].mean():,.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_fold_arguments(parser)
+    args = parser.parse_args(argv)
+    if not args.data.exists():
+        print(f"model_boosters: {args.data} is absent; skipping", file=sys.stderr)
+        return 0
+    started = time.perf_counter()
+    X, y = features_and_labels(load_real(args.data))
+    folds = outer_folds(X, y, splits=args.splits, repeats=args.repeats, seed=args.seed)
+    boosters = build_boosters(args.seed)
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in boosters}
+    with threadpool_limits(1):
+        for number, (train_idx, test_idx) in enumerate(folds, start=1):
+            for name, build in boosters.items():
+                results[name].append(fit_and_measure(build, X, y, train_idx, test_idx))
+            elapsed = time.perf_counter() - started
+            print(f"fold {number}/{len(folds)} done ({elapsed:.0f} s)", file=sys.stderr, flush=True)
+    print(
+        f"Fixed configurations on the quality bench's folds (RepeatedStratifiedKFold(n_splits={args.splits}, "
+        f"n_repeats={args.repeats}, random_state={args.seed}), {len(X):,} labelled rows), each fitted on the whole "
+        "outer training part and scored on its test part; differences are paired per fold, mean ± standard error. "
+        "Not nested, so a small gain here is optimistic.\n\n"
+        "Command: `python bench/model_boosters.py "
+        + " ".join(argv if argv is not None else sys.argv[1:])
+        + "`\n\n"
+        + table(results)
+        + f"\n\nBench wall time: {time.perf_counter() - started:.0f} s."
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
