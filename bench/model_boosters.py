@@ -15,23 +15,25 @@ bench/model_ideas.py. Not nested: a row that wins here would still have to win i
 Each booster is a scikit-learn ``Pipeline`` (a ``FunctionTransformer`` that prepares its columns, then the
 classifier), so it can stand in a ``VotingClassifier`` or the project's pipeline. One thread everywhere
 (``threadpool_limits(1)``, ``thread_count=1``, ``n_jobs=1``). predict_proba rows/s are measured on 10,000 rows
-(each fold's test part repeated). Needs ``catboost`` and ``lightgbm``, which the project does not install.
-Prints only; exits 0 when the real file is absent.
+(each fold's test part repeated). Needs ``catboost`` and ``lightgbm``, which the project does not install
+(none of them earned its dependency: BENCHMARKS.md, "Boosters"); exits 2 without them. Prints only; exits 0
+when the real file is absent.
 
-    python bench/model_boosters.py
+    python -m venv /tmp/boosters && /tmp/boosters/bin/pip install -c constraints.txt -e . \
+        catboost==1.2.10 lightgbm==4.7.0
+    /tmp/boosters/bin/python bench/model_boosters.py
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import time
 from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-from catboost import CatBoostClassifier
-from lightgbm import LGBMClassifier
 from model_ideas import build_ideas, members
 from model_quality import REFERENCE, add_fold_arguments, features_and_labels, load_real, outer_folds, score
 from sklearn.ensemble import VotingClassifier
@@ -74,6 +76,8 @@ def lightgbm_columns(X: pd.DataFrame) -> pd.DataFrame:
 
 
 def catboost_pipeline(seed: int, *, depth: int, l2_leaf_reg: float) -> Pipeline:
+    from catboost import CatBoostClassifier
+
     model = CatBoostClassifier(
         loss_function="MultiClass",
         iterations=500,
@@ -91,6 +95,8 @@ def catboost_pipeline(seed: int, *, depth: int, l2_leaf_reg: float) -> Pipeline:
 
 
 def lightgbm_pipeline(seed: int) -> Pipeline:
+    from lightgbm import LGBMClassifier
+
     model = LGBMClassifier(
         num_leaves=7,
         learning_rate=0.04,
@@ -172,6 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_fold_arguments(parser)
     args = parser.parse_args(argv)
+    absent = [name for name in ("catboost", "lightgbm") if importlib.util.find_spec(name) is None]
+    if absent:
+        print(
+            f"model_boosters: needs {' and '.join(absent)}, which the project does not install "
+            "(measured with catboost==1.2.10 lightgbm==4.7.0 beside constraints.txt)",
+            file=sys.stderr,
+        )
+        return 2
     if not args.data.exists():
         print(f"model_boosters: {args.data} is absent; skipping", file=sys.stderr)
         return 0

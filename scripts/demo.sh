@@ -4,12 +4,12 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/airflow-env.sh"
 cd "$ROOT"
-LOG="$ROOT/.data/demo-nightly.log"
+LOG="$DATA/demo-nightly.log"
 
 echo "==> customer database: $(segmentation db-url | sed -E 's#://([^:@/]*):[^@]*@#://\1:***@#')"
 segmentation init-db >/dev/null
 echo "==> Airflow metadata database"
-airflow db migrate >"$ROOT/.data/airflow-migrate.log" 2>&1
+airflow db migrate >"$DATA/airflow-migrate.log" 2>&1
 airflow pools set segmentation_db "${SEGMENTATION_DB_POOL_SLOTS:-4}" "segmentation scoring shards" >/dev/null
 echo "==> generating ${ROWS:-50000} synthetic customers (30 % labelled)"
 segmentation generate --rows "${ROWS:-50000}" --seed "${SEED:-0}"

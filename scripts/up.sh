@@ -7,13 +7,13 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/airflow-env.sh"
 cd "$ROOT"
 segmentation init-db >/dev/null
-airflow db migrate >"$ROOT/.data/airflow-migrate.log" 2>&1
+airflow db migrate >"$DATA/airflow-migrate.log" 2>&1
 airflow pools set segmentation_db "${SEGMENTATION_DB_POOL_SLOTS:-4}" "segmentation scoring shards" >/dev/null
 export AIRFLOW__API__PORT="${AIRFLOW__API__PORT:-8080}"
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE="$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
 
 # Parse the DAGs into the metadata database now, so that they can be unpaused before the scheduler starts.
-airflow dags reserialize >"$ROOT/.data/airflow-reserialize.log" 2>&1
+airflow dags reserialize >"$DATA/airflow-reserialize.log" 2>&1
 if [ "${SEGMENTATION_KEEP_PAUSED:-0}" = "1" ]; then
   echo "==> segmentation DAGs left as they are (SEGMENTATION_KEEP_PAUSED=1)"
 else
@@ -29,7 +29,7 @@ echo "==> Segmentation: http://localhost:${AIRFLOW__API__PORT}/segmentation/  (a
 
 setsid airflow standalone &
 SESSION=$!  # setsid's child keeps this pid and leads the new session
-echo "$SESSION" >"$ROOT/.data/airflow-standalone.sid"
+echo "$SESSION" >"$DATA/airflow-standalone.sid"
 
 session_pids() { ps -o pid= --sid "$SESSION" 2>/dev/null | tr -s ' \n' ' ' || true; }
 
@@ -48,7 +48,7 @@ stop() {
     echo "==> killing what is left: $pids"
     kill -KILL $pids 2>/dev/null || true
   fi
-  rm -f "$ROOT/.data/airflow-standalone.sid"
+  rm -f "$DATA/airflow-standalone.sid"
 }
 trap stop EXIT
 trap 'exit 130' INT
