@@ -495,7 +495,10 @@ def score_shard(
     settings = settings or get_settings()
     with _step(run_id, f"score_shard_{shard}", url) as (cur, figures):
         planned = planning.load(cur, run_id)
+        loading = time.perf_counter()
         model = registry.load_model(cur, model_version, settings.model_cache_dir)
+        # Unpickling imports scikit-learn: a fixed cost per process, whatever the shard's size.
+        load_seconds = round(time.perf_counter() - loading, 3)
         with threadpool_limits(settings.threads):
             if planned.mode == planning.REBUILD:
                 result = rebuild.score_range(
@@ -521,7 +524,7 @@ def score_shard(
             mode=planned.mode,
             rows=result.rows,
             changed_segments=result.changed_segments,
-            phases=result.phases,
+            phases={"load": load_seconds, **result.phases},
             worker=worker_identity(settings),
         )
     return figures
