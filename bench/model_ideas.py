@@ -9,7 +9,10 @@ reference (seed GB). Not nested: a row that wins here would still have to win in
 - ``vote, richer rf encoding``: the vote with its forest fed extra categorical columns (age bands, family-size
   bands, profession x married and profession x graduated crosses, one-hot);
 - ``vote + spline lr``: a third equal member, a logistic regression on one-hot categories, the same crosses
-  and B-splines of age, work experience and family size.
+  and B-splines of age, work experience and family size;
+- interaction constraints on the vote's booster (``interaction_cst``): trees that combine at most two
+  attributes, or one (an additive model). Monotone constraints are not measured: scikit-learn's
+  HistGradientBoosting rejects them for more than two classes.
 
 ``--write`` replaces the "## Model ideas" section of BENCHMARKS.md. Exits 0 when the real file is absent.
 
@@ -95,6 +98,11 @@ def build_ideas(seed: int) -> dict[str, object]:
         imputed = make_pipeline(SimpleImputer(strategy="median", add_indicator=True))
         return make_pipeline(rich_one_hot(imputed), rf)
 
+    def constrained_vote(interactions: str) -> VotingClassifier:
+        parts = members(seed)
+        parts["hgb"].set_params(classifier__interaction_cst=interactions)
+        return VotingClassifier(list(parts.items()), voting="soft")
+
     def spline_lr() -> Pipeline:
         numeric = make_pipeline(SimpleImputer(strategy="median"), SplineTransformer(n_knots=6, degree=3))
         return make_pipeline(rich_one_hot(numeric), LogisticRegression(C=0.3, max_iter=2000))
@@ -107,6 +115,8 @@ def build_ideas(seed: int) -> dict[str, object]:
             [("hgb", members(seed)["hgb"]), ("rf", richer_rf())], voting="soft"
         ),
         "vote + spline lr": lambda: VotingClassifier([*members(seed).items(), ("lr", spline_lr())], voting="soft"),
+        "vote, hgb at most pairwise interactions": lambda: constrained_vote("pairwise"),
+        "vote, hgb without interactions": lambda: constrained_vote("no_interactions"),
     }
 
 

@@ -113,6 +113,26 @@ WHERE (k.customer_id IS NULL OR k.source_updated_at < c.updated_at)
 """
 
 
+# A step that rewrote more than this share of its table refreshes the table's statistics (sql/012).
+BULK_WRITE_SHARE = 0.1
+
+
+def analyze_if_bulk(cur: Any, table: str, rows: int) -> bool:
+    """ANALYZE ``segmentation.table`` when ``rows`` written exceed BULK_WRITE_SHARE of it or it has no statistics.
+
+    The scoring shards page through id ranges with ORDER BY ... LIMIT, whose plan is only right with statistics.
+    """
+    if rows <= 0:
+        return False
+    cur.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", (f"segmentation.{table}",))
+    estimate = float(cur.fetchone()[0])
+    if 0 <= estimate and rows <= BULK_WRITE_SHARE * estimate:
+        return False
+    cur.execute("SELECT segmentation.analyze_after_bulk_write(%s)", (table,))
+    log.info("%s: %d rows written (estimate before: %.0f); statistics refreshed", table, rows, estimate)
+    return True
+
+
 def take_queue(cur: Any, queue: str, temp: str) -> int:
     """Move the ids of change queue ``queue`` into temp table ``temp`` (dropped at commit); how many."""
     if queue not in ("clean_pending", "features_pending") or temp not in ("clean_taken", "features_taken"):
@@ -178,11 +198,17 @@ def clean(run_id: str, *, url: str | None = None, settings: Settings | None = No
             cur.execute("DELETE FROM segmentation.clean_customers WHERE customer_id = ANY(%s)", (ids,))
         quarantined = write_rejects(cur, rejects, run_id)
         figures.update(
-            rows=len(raw), queued=taken, clean=len(result.clean), rejected=quarantined, reasons=reason_counts(rejects)
+            rows=len(raw),
+            queued=taken,
+            clean=len(result.clean),
+            rejected=quarantined,
+            reasons=reason_counts(rejects),
+            analyzed=analyze_if_bulk(cur, "clean_customers", len(clean_rows)),
         )
     return figures
 
 
+# In id order, so that a bulk build lays the rows out as the shards read them (id ranges by primary key).
 def _features_upsert_sql() -> str:
     derived = derived_columns_sql("k")
     columns = [*FEATURE_TABLE_COLUMNS, "source_updated_at"]
@@ -194,6 +220,7 @@ FROM features_taken AS t
 JOIN segmentation.clean_customers AS k USING (customer_id)
 LEFT JOIN segmentation.customer_features AS f USING (customer_id)
 WHERE f.customer_id IS NULL OR f.source_updated_at IS DISTINCT FROM k.source_updated_at
+ORDER BY customer_id
 ON CONFLICT (customer_id) DO UPDATE SET
 {", ".join(f"{c} = EXCLUDED.{c}" for c in columns[1:])}, updated_at = EXCLUDED.updated_at, run_id = EXCLUDED.run_id
 """
@@ -216,7 +243,8 @@ def build_features(run_id: str, *, url: str | None = None) -> dict[str, Any]:
     with _step(run_id, "features", url) as (cur, figures):
         taken = take_queue(cur, "features_pending", "features_taken")
         cur.execute(_features_upsert_sql(), (run_id,))
-        figures.update(rows=cur.rowcount, queued=taken)
+        rows = cur.rowcount
+        figures.update(rows=rows, queued=taken, analyzed=analyze_if_bulk(cur, "customer_features", rows))
     return figures
 
 
@@ -545,7 +573,10 @@ def finalise(run_id: str, *, url: str | None = None, settings: Settings | None =
     """
     settings = settings or get_settings()
     with _step(run_id, "finalise", url) as (cur, figures):
+        lap = time.perf_counter()
         figures.update(planning.publish(cur, run_id))
+        phases = {"publish": time.perf_counter() - lap}
+        lap = time.perf_counter()
         cur.execute("SELECT segment, customers FROM segmentation.segment_counts")
         counts = {segment: int(n) for segment, n in cur.fetchall()}
         cur.execute(
@@ -556,10 +587,17 @@ def finalise(run_id: str, *, url: str | None = None, settings: Settings | None =
         scored = int(cur.fetchone()[0])
         figures.update(record_run_metrics(cur, run_id, segment_counts=counts, scored=scored))
         moved = share_moves(cur, run_id, settings.share_alert_points)
+        phases["metrics"] = time.perf_counter() - lap
+        lap = time.perf_counter()
         figures["distributions"] = refresh_segment_distributions(
             cur, run_id, counts=counts, scored=scored, rebuilt="publish" in figures
         )
-        figures.update(customers=sum(counts.values()), segment_counts=counts)
+        phases["distributions"] = time.perf_counter() - lap
+        figures.update(
+            customers=sum(counts.values()),
+            segment_counts=counts,
+            phases={k: round(v, 3) for k, v in phases.items()},
+        )
         cur.execute(
             """UPDATE segmentation.pipeline_runs SET status = 'success', finished_at = now(),
                       failed_task = NULL, error = NULL

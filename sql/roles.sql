@@ -50,3 +50,6 @@ GRANT EXECUTE ON FUNCTION segmentation.rebuild_create(text), segmentation.rebuil
     segmentation.rebuild_drop_others(text), segmentation.rebuild_index(text), segmentation.rebuild_swap(text),
     segmentation.take_all_score_pending() TO segmentation_pipeline;
 GRANT USAGE ON SCHEMA segmentation_rebuild TO segmentation_pipeline;
+
+-- Statistics after the clean and features steps rewrote much of their table (sql/012).
+GRANT EXECUTE ON FUNCTION segmentation.analyze_after_bulk_write(text) TO segmentation_pipeline;

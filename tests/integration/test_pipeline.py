@@ -302,6 +302,27 @@ def test_features_built_in_sql_equal_derive_features(fresh_db: str) -> None:
         np.testing.assert_array_equal(got, want)
 
 
+def test_bulk_writes_refresh_statistics_and_small_increments_do_not(fresh_db: str) -> None:
+    import psycopg2.errors
+
+    features_estimate = "SELECT reltuples FROM pg_class WHERE oid = 'segmentation.customer_features'::regclass"
+    load_generated(2000, labelled_share=0.0)
+    assert tasks.clean("bulk")["analyzed"] is True
+    assert tasks.build_features("bulk")["analyzed"] is True
+    assert scalar(features_estimate) == 2000
+    assert scalar("SELECT reltuples FROM pg_class WHERE oid = 'segmentation.clean_customers'::regclass") == 2000
+
+    load_generated(50, seed=5, start_id=100, labelled_share=0.0)  # 50 changed customers: 2.5 % of the table
+    cleaned = tasks.clean("small")
+    assert cleaned["rows"] == 50 and cleaned["analyzed"] is False
+    built = tasks.build_features("small")
+    assert built["rows"] == 50 and built["analyzed"] is False
+
+    with pytest.raises(psycopg2.errors.InvalidParameterValue, match="customers is not one of"):
+        with connect() as conn, conn.cursor() as cur:
+            cur.execute("SELECT segmentation.analyze_after_bulk_write('customers')")
+
+
 @pytest.mark.parametrize(("rows", "shard_size"), [(0, 10), (1, 10), (25, 10), (3000, 500), (250_000, 60_000)])
 def test_a_rebuild_plan_splits_every_customer_into_one_id_range(fresh_db: str, rows: int, shard_size: int) -> None:
     """Shard ranges of a full rescore cover each feature row exactly once, at about the planned size (the
