@@ -176,32 +176,69 @@ def record_drift(cur: Any, run_id: str, drift: dict[str, float]) -> None:
         _put(cur, run_id, "psi", column, value)
 
 
-# Buckets of the per-segment attribute distributions shown in the UI: (attribute, SQL of its bucket label).
-_NUMERIC_BUCKETS: dict[str, str] = {
-    "age": """CASE WHEN f.age IS NULL THEN '(missing)' WHEN f.age < 25 THEN '18-24' WHEN f.age < 35 THEN '25-34'
-                   WHEN f.age < 45 THEN '35-44' WHEN f.age < 55 THEN '45-54' WHEN f.age < 65 THEN '55-64'
-                   ELSE '65+' END""",
-    "work_experience": """CASE WHEN f.work_experience IS NULL THEN '(missing)' WHEN f.work_experience < 1 THEN '0'
-                   WHEN f.work_experience < 3 THEN '1-2' WHEN f.work_experience < 6 THEN '3-5'
-                   WHEN f.work_experience < 10 THEN '6-9' ELSE '10+' END""",
-    "family_size": """CASE WHEN f.family_size IS NULL THEN '(missing)' WHEN f.family_size >= 6 THEN '6+'
-                   ELSE f.family_size::int::text END""",
+# Buckets of the per-segment attribute distributions shown in the UI. Numeric ones: exclusive upper bounds and
+# labels (the last label takes the rest); family size is its whole number up to "6+". The SQL of the recompute
+# and the pandas of the rebuild shards (``bucket_counts``) are both built from these, so they agree.
+_NUMERIC_BOUNDS: dict[str, tuple[tuple[float, ...], tuple[str, ...]]] = {
+    "age": ((25, 35, 45, 55, 65), ("18-24", "25-34", "35-44", "45-54", "55-64", "65+")),
+    "work_experience": ((1, 3, 6, 10), ("0", "1-2", "3-5", "6-9", "10+")),
 }
+_FAMILY_CAP = 6
 NUMERIC_BUCKET_ORDER: dict[str, list[str]] = {
-    "age": ["18-24", "25-34", "35-44", "45-54", "55-64", "65+", MISSING],
-    "work_experience": ["0", "1-2", "3-5", "6-9", "10+", MISSING],
-    "family_size": ["1", "2", "3", "4", "5", "6+", MISSING],
+    **{c: [*labels, MISSING] for c, (_, labels) in _NUMERIC_BOUNDS.items()},
+    "family_size": [*(str(n) for n in range(1, _FAMILY_CAP)), f"{_FAMILY_CAP}+", MISSING],
 }
 TOTAL_ATTRIBUTE = "_total"
+# The attributes with distributions, in order.
+DISTRIBUTION_ATTRIBUTES: tuple[str, ...] = tuple(
+    c for c in ATTRIBUTE_COLUMNS if c in CATEGORICAL_COLUMNS or c in NUMERIC_BUCKET_ORDER
+)
+
+
+def _bucket_sql(column: str) -> str:
+    """SQL of ``column``'s bucket label in ``customer_features AS f``."""
+    if column in CATEGORICAL_COLUMNS:
+        return f"coalesce(f.{column}, '{MISSING}')"
+    if column == "family_size":
+        return (
+            f"CASE WHEN f.family_size IS NULL THEN '{MISSING}' WHEN f.family_size >= {_FAMILY_CAP} "
+            f"THEN '{_FAMILY_CAP}+' ELSE f.family_size::int::text END"
+        )
+    bounds, labels = _NUMERIC_BOUNDS[column]
+    whens = " ".join(f"WHEN f.{column} < {b} THEN '{label}'" for b, label in zip(bounds, labels, strict=False))
+    return f"CASE WHEN f.{column} IS NULL THEN '{MISSING}' {whens} ELSE '{labels[-1]}' END"
+
+
+def bucket_labels(values: pd.Series, column: str) -> np.ndarray:
+    """Bucket labels of ``column``'s values, as ``_bucket_sql`` gives them in the database."""
+    if column in CATEGORICAL_COLUMNS:
+        return values.astype(object).where(values.notna(), MISSING).astype(str).to_numpy()
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64")
+    missing = np.isnan(numbers)
+    if column == "family_size":
+        # float4 -> int in PostgreSQL rounds half to even, as rint does.
+        whole = np.where(missing, 0, np.rint(np.nan_to_num(numbers))).astype("int64").astype(str)
+        labels = np.where(numbers >= _FAMILY_CAP, f"{_FAMILY_CAP}+", whole)
+    else:
+        bounds, names = _NUMERIC_BOUNDS[column]
+        labels = np.asarray(names, dtype=object)[np.searchsorted(bounds, np.nan_to_num(numbers), side="right")]
+    return np.where(missing, MISSING, labels).astype(str)
+
+
+def bucket_counts(features: pd.DataFrame, segments: pd.Series | np.ndarray) -> dict[tuple[str, str, str], int]:
+    """Customers per (segment, attribute, bucket) of a frame of features and its segments."""
+    segment = np.asarray(segments, dtype=str)
+    counts: dict[tuple[str, str, str], int] = {}
+    for column in DISTRIBUTION_ATTRIBUTES:
+        pairs = pd.DataFrame({"segment": segment, "bucket": bucket_labels(features[column], column)})
+        for (seg, bucket), n in pairs.value_counts(sort=False).items():
+            counts[(seg, column, bucket)] = int(n)
+    return counts
 
 
 def _distribution_sql() -> str:
-    buckets = {
-        **{c: f"coalesce(f.{c}, '{MISSING}')" for c in CATEGORICAL_COLUMNS},
-        **_NUMERIC_BUCKETS,
-    }
-    names = [c for c in ATTRIBUTE_COLUMNS if c in buckets]
-    select = ",\n           ".join(f"{buckets[c]} AS b_{c}" for c in names)
+    names = list(DISTRIBUTION_ATTRIBUTES)
+    select = ",\n           ".join(f"{_bucket_sql(c)} AS b_{c}" for c in names)
     attribute = " ".join(f"WHEN GROUPING(b_{c}) = 0 THEN '{c}'" for c in names)
     sets = ", ".join(["(segment)", *(f"(segment, b_{c})" for c in names)])
     return f"""
@@ -253,19 +290,33 @@ def _last_distributions(cur: Any, run_id: str) -> tuple[str, str, int] | None:
     return previous, str(info.get("computed_in", previous)), int(info.get("scored_since", 0))
 
 
-def refresh_segment_distributions(
-    cur: Any, run_id: str, *, counts: dict[str, int], scored: int, rebuilt: bool
-) -> dict[str, Any]:
-    """This run's ``segment_distributions``: recomputed, or carried forward with exact segment sizes.
+def _published_by_rebuild(cur: Any, run_id: str) -> bool:
+    """Whether this run published a full rescore, whose publish wrote the run's distributions."""
+    cur.execute(
+        """SELECT p.mode = 'rebuild' AND p.published_at IS NOT NULL
+                  AND EXISTS (SELECT 1 FROM segmentation.segment_distributions AS d WHERE d.run_id = p.run_id)
+           FROM segmentation.scoring_plans AS p WHERE p.run_id = %s""",
+        (run_id,),
+    )
+    row = cur.fetchone()
+    return bool(row and row[0])
 
-    Recomputed after a full rescore (``rebuilt``), when no earlier run has them, or when the customers scored
-    since they were computed exceed ``DISTRIBUTION_REFRESH_SHARE`` of all customers. Returns where they come
-    from: ``computed_in`` (a run id) and ``scored_since`` (customers scored since then).
+
+def refresh_segment_distributions(cur: Any, run_id: str, *, counts: dict[str, int], scored: int) -> dict[str, Any]:
+    """This run's ``segment_distributions``: written by its full rescore, recomputed, or carried forward.
+
+    A run that published a full rescore has them already: the publish summed its shards' counts.
+    Otherwise they are recomputed when no earlier run has them, or when the customers scored since they were
+    computed exceed ``DISTRIBUTION_REFRESH_SHARE`` of all customers, and carried forward with exact segment
+    sizes in between. Returns where they come from: ``computed_in`` (a run id) and ``scored_since`` (customers
+    scored since then).
     """
+    if _published_by_rebuild(cur, run_id):
+        return {"computed_in": run_id, "scored_since": 0}
     last = _last_distributions(cur, run_id)
     total = sum(counts.values())
     stale = last is None or last[2] + scored > DISTRIBUTION_REFRESH_SHARE * max(total, 1)
-    if rebuilt or stale:
+    if stale:
         record_segment_distributions(cur, run_id)
         return {"computed_in": run_id, "scored_since": 0}
     previous, computed_in, scored_since = last

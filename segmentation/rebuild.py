@@ -4,12 +4,14 @@
   no per-customer queue), creates the table ``segmentation_rebuild.segments_<hex>`` and records the rebuild as
   the one under way in ``scoring_state`` (an older, unpublished plan is discarded: its table is dropped).
 - shards: each reads its id range of ``customer_features`` in chunks, predicts, and COPYs the rows into the
-  rebuild table, in one transaction per shard and without any global lock; a committed shard is recorded in
+  rebuild table, in one transaction per shard and without any global lock; it also counts its customers per
+  segment and attribute bucket (``rebuild_distributions``, for the UI); a committed shard is recorded in
   ``rebuild_shards`` so that a retry never writes it twice.
 - publish: builds the primary key once, carries over the live rows of customers that were not scored, writes
   ``segment_history`` from one set-based diff against the live table (exactly one row per real change),
-  refreshes ``segment_counts``, ANALYZEs and swaps the table in with DETACH/ATTACH PARTITION, all in one
-  transaction. A run killed anywhere before that commit leaves the live table as it was.
+  refreshes ``segment_counts``, sums the shards' counts into the run's ``segment_distributions``, ANALYZEs and
+  swaps the table in with DETACH/ATTACH PARTITION, all in one transaction. A run killed anywhere before that
+  commit leaves the live table as it was.
 
 Overlapping runs: plans, shards and publish synchronise on the ``scoring_state`` row (a shard holds it FOR
 SHARE, plan and publish FOR UPDATE), and only the newest plan may publish, so a change is logged once.
@@ -17,15 +19,20 @@ SHARE, plan and publish FOR UPDATE), and only the newest plan may publish, so a 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
+
+from psycopg2.extras import execute_values
 
 from segmentation import locks
 from segmentation.columns import CUSTOMER_ID, PROBABILITY_COLUMNS
 from segmentation.errors import DatabaseError
+from segmentation.monitoring import DISTRIBUTION_ATTRIBUTES, MISSING, TOTAL_ATTRIBUTE, bucket_counts
 from segmentation.pgcopy import copy_binary_in
 from segmentation.scoring import (
     FEATURE_COLUMNS_SQL,
@@ -110,6 +117,7 @@ def plan(
     if dropped:
         log.info("run %s: dropped %d rebuild table(s) of older, unpublished plans", run_id, dropped)
     cur.execute("DELETE FROM segmentation.rebuild_shards")
+    cur.execute("DELETE FROM segmentation.rebuild_distributions")
     cur.execute("SELECT segmentation.rebuild_create(%s)", (table,))
     cur.execute(
         """UPDATE segmentation.scoring_state SET rebuild_run = %s, rebuild_table = %s, updated_at = now()""",
@@ -167,6 +175,7 @@ def score_range(
                 WHERE f.customer_id > %(after)s AND f.customer_id <= %(upto)s
                 ORDER BY f.customer_id LIMIT %(limit)s"""
     rows = 0
+    counts: Counter[tuple[str, str, str]] = Counter()
     for features in iter_chunks(cur, query, {"upto": upto}, chunk_size, after, phases):
         lap = time.perf_counter()
         scored = predict_frame(model, features)
@@ -174,10 +183,20 @@ def score_range(
         scored["model_version"] = model_version
         scored["run_id"] = run_id
         lap = _add_lap(phases, "predict", lap)
+        counts.update(bucket_counts(features, scored["segment"]))
+        lap = _add_lap(phases, "distributions", lap)
         copy_binary_in(cur, scored, target, _COPY_COLUMNS)
         _add_lap(phases, "write", lap)
         rows += len(features)
         log.info("shard %d: chunk of %d rows staged, %d so far (not committed)", shard, len(features), rows)
+    lap = time.perf_counter()
+    execute_values(
+        cur,
+        """INSERT INTO segmentation.rebuild_distributions (rebuild_table, shard, segment, attribute, bucket, customers)
+           VALUES %s""",
+        [(table, shard, *key, n) for key, n in sorted(counts.items())],
+    )
+    _add_lap(phases, "distributions", lap)
     cur.execute(
         "INSERT INTO segmentation.rebuild_shards (rebuild_table, shard, rows) VALUES (%s, %s, %s)",
         (table, shard, rows),
@@ -205,9 +224,27 @@ WITH joined AS (
 ), carried AS (
     INSERT INTO {{table}} ({_COLS})
     SELECT {", ".join(f"l_{c}" for c in SEGMENT_COLUMNS)} FROM joined WHERE new_id IS NULL
-    RETURNING 1
+    RETURNING segment
 )
-SELECT (SELECT count(*) FROM history), (SELECT count(*) FROM carried)
+SELECT (SELECT count(*) FROM history),
+       (SELECT coalesce(jsonb_object_agg(segment, n), jsonb_build_object())
+        FROM (SELECT segment, count(*) AS n FROM carried GROUP BY segment) AS c)
+"""
+
+# The run's segment distributions: the shards' counts, plus the carried-over customers (who have no features:
+# every attribute "(missing)"), plus each segment's total from segment_counts.
+_DISTRIBUTIONS_SQL = f"""
+INSERT INTO segmentation.segment_distributions (run_id, segment, attribute, bucket, customers)
+SELECT %(run_id)s, segment, attribute, bucket, sum(customers) FROM (
+    SELECT segment, attribute, bucket, customers FROM segmentation.rebuild_distributions
+    WHERE rebuild_table = %(table)s
+    UNION ALL
+    SELECT c.key, a.attribute, '{MISSING}', c.value::bigint
+    FROM jsonb_each_text(%(carried)s::jsonb) AS c CROSS JOIN unnest(%(attributes)s::text[]) AS a(attribute)
+) AS parts
+GROUP BY segment, attribute, bucket
+UNION ALL
+SELECT %(run_id)s, segment, '{TOTAL_ATTRIBUTE}', '', customers FROM segmentation.segment_counts
 """
 
 
@@ -250,6 +287,18 @@ def publish(cur: Any, *, run_id: str, table: str, shards: int, model_version: in
             SELECT segment, count(*) FROM {SCHEMA}.{table} GROUP BY segment"""
     )
     lap = _lap(seconds, "counts", lap)
+    cur.execute("DELETE FROM segmentation.segment_distributions WHERE run_id = %s", (run_id,))
+    cur.execute(
+        _DISTRIBUTIONS_SQL,
+        {
+            "run_id": run_id,
+            "table": table,
+            "carried": json.dumps(carried),
+            "attributes": list(DISTRIBUTION_ATTRIBUTES),
+        },
+    )
+    cur.execute("DELETE FROM segmentation.rebuild_distributions WHERE rebuild_table = %s", (table,))
+    lap = _lap(seconds, "distributions", lap)
     cur.execute("SELECT segmentation.rebuild_swap(%s)", (table,))
     lap = _lap(seconds, "analyze_swap", lap)
     cur.execute(
@@ -262,7 +311,7 @@ def publish(cur: Any, *, run_id: str, table: str, shards: int, model_version: in
         "published": True,
         "rows": int(scored),
         "changed_segments": int(changed),
-        "carried_over": int(carried),
+        "carried_over": sum(int(n) for n in carried.values()),
         "phases": seconds,
         "seconds": round(time.perf_counter() - started, 3),
     }
@@ -291,4 +340,5 @@ def release(cur: Any, run_id: str) -> None:
     )
     cur.execute("SELECT segmentation.rebuild_drop(%s)", (row[0],))
     cur.execute("DELETE FROM segmentation.rebuild_shards WHERE rebuild_table = %s", (row[0],))
+    cur.execute("DELETE FROM segmentation.rebuild_distributions WHERE rebuild_table = %s", (row[0],))
     log.info("run %s: unpublished full rescore %s released; the next plan rescores everyone", run_id, row[0])

@@ -89,7 +89,8 @@ class ShardResult:
     phases: dict[str, float]
 
 
-PHASES = ("read", "predict", "stage", "wait", "write")
+# "distributions": a full rescore's shards count their customers per attribute bucket for the UI.
+PHASES = ("read", "predict", "distributions", "stage", "wait", "write")
 _STAGE_COLUMNS = [CUSTOMER_ID, "segment", *PROBABILITY_COLUMNS, "source_updated_at"]
 # History rows of the changes, and the per-segment counts moved by them, in one statement.
 _HISTORY_SQL = """

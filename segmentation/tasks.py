@@ -589,9 +589,7 @@ def finalise(run_id: str, *, url: str | None = None, settings: Settings | None =
         moved = share_moves(cur, run_id, settings.share_alert_points)
         phases["metrics"] = time.perf_counter() - lap
         lap = time.perf_counter()
-        figures["distributions"] = refresh_segment_distributions(
-            cur, run_id, counts=counts, scored=scored, rebuilt="publish" in figures
-        )
+        figures["distributions"] = refresh_segment_distributions(cur, run_id, counts=counts, scored=scored)
         phases["distributions"] = time.perf_counter() - lap
         figures.update(
             customers=sum(counts.values()),

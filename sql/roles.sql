@@ -53,3 +53,6 @@ GRANT USAGE ON SCHEMA segmentation_rebuild TO segmentation_pipeline;
 
 -- Statistics after the clean and features steps rewrote much of their table (sql/012).
 GRANT EXECUTE ON FUNCTION segmentation.analyze_after_bulk_write(text) TO segmentation_pipeline;
+
+-- Per-shard distributions of a full rescore (sql/013), written by the shards and summed by the publish.
+GRANT SELECT, INSERT, DELETE ON segmentation.rebuild_distributions TO segmentation_pipeline;

@@ -127,7 +127,7 @@ def test_nightly_run_scores_everyone_once_and_a_rerun_changes_nothing(fresh_db: 
     assert [key for key, _ in shard_steps] == [f"score_shard_{i}" for i in range(5)]
     assert sum(step["rows"] for _, step in shard_steps) == 3000
     for _, step in shard_steps:
-        assert set(step["phases"]) == {"load", "read", "predict", "stage", "wait", "write"}
+        assert set(step["phases"]) == {"load", "read", "predict", "distributions", "stage", "wait", "write"}
         assert step["phases"]["load"] > 0 and step["phases"]["predict"] > 0 and step["phases"]["write"] > 0
 
     second = tasks.run_nightly("night-2")
