@@ -227,12 +227,14 @@ def bucket_labels(values: pd.Series, column: str) -> np.ndarray:
 
 def bucket_counts(features: pd.DataFrame, segments: pd.Series | np.ndarray) -> dict[tuple[str, str, str], int]:
     """Customers per (segment, attribute, bucket) of a frame of features and its segments."""
-    segment = np.asarray(segments, dtype=str)
+    segment_codes, segment_names = pd.factorize(np.asarray(segments, dtype=str))
     counts: dict[tuple[str, str, str], int] = {}
     for column in DISTRIBUTION_ATTRIBUTES:
-        pairs = pd.DataFrame({"segment": segment, "bucket": bucket_labels(features[column], column)})
-        for (seg, bucket), n in pairs.value_counts(sort=False).items():
-            counts[(seg, column, bucket)] = int(n)
+        codes, names = pd.factorize(bucket_labels(features[column], column))
+        width = len(names)
+        tally = np.bincount(segment_codes * width + codes, minlength=len(segment_names) * width)
+        for flat in np.flatnonzero(tally):
+            counts[(str(segment_names[flat // width]), column, str(names[flat % width]))] = int(tally[flat])
     return counts
 
 
