@@ -34,12 +34,11 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-from model_ideas import build_ideas, members
+from model_ideas import build_ideas, fixed_intro, members, run_on_folds
 from model_quality import REFERENCE, add_fold_arguments, features_and_labels, load_real, outer_folds, score
 from sklearn.ensemble import VotingClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
-from threadpoolctl import threadpool_limits
 
 from segmentation.columns import ALLOWED_CATEGORIES, MODEL_CATEGORICAL_COLUMNS, MODEL_NUMERIC_COLUMNS
 from segmentation.metrics import predict_rows_per_second
@@ -192,22 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     X, y = features_and_labels(load_real(args.data))
     folds = outer_folds(X, y, splits=args.splits, repeats=args.repeats, seed=args.seed)
-    boosters = build_boosters(args.seed)
-    results: dict[str, list[dict[str, float]]] = {name: [] for name in boosters}
-    with threadpool_limits(1):
-        for number, (train_idx, test_idx) in enumerate(folds, start=1):
-            for name, build in boosters.items():
-                results[name].append(fit_and_measure(build, X, y, train_idx, test_idx))
-            elapsed = time.perf_counter() - started
-            print(f"fold {number}/{len(folds)} done ({elapsed:.0f} s)", file=sys.stderr, flush=True)
+    results = run_on_folds(build_boosters(args.seed), X, y, folds, fit=fit_and_measure)
+    command = "python bench/model_boosters.py " + " ".join(argv if argv is not None else sys.argv[1:])
     print(
-        f"Fixed configurations on the quality bench's folds (RepeatedStratifiedKFold(n_splits={args.splits}, "
-        f"n_repeats={args.repeats}, random_state={args.seed}), {len(X):,} labelled rows), each fitted on the whole "
-        "outer training part and scored on its test part; differences are paired per fold, mean ± standard error. "
-        "Not nested, so a small gain here is optimistic.\n\n"
-        "Command: `python bench/model_boosters.py "
-        + " ".join(argv if argv is not None else sys.argv[1:])
-        + "`\n\n"
+        fixed_intro(args, len(X), command)
         + table(results)
         + f"\n\nBench wall time: {time.perf_counter() - started:.0f} s."
     )

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -120,6 +121,33 @@ def build_ideas(seed: int) -> dict[str, object]:
     }
 
 
+def run_on_folds(
+    builders: dict[str, Callable[[], object]],
+    X: pd.DataFrame,
+    y: np.ndarray,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    fit: Callable[..., dict[str, float]] = fit_and_score,
+) -> dict[str, list[dict[str, float]]]:
+    """Every builder fitted and scored on every fold, one thread; scores per builder, in fold order."""
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in builders}
+    with threadpool_limits(1):
+        for number, (train_idx, test_idx) in enumerate(folds, start=1):
+            for name, build in builders.items():
+                results[name].append(fit(build, X, y, train_idx, test_idx))
+            print(f"fold {number}/{len(folds)} done", file=sys.stderr, flush=True)
+    return results
+
+
+def fixed_intro(args: argparse.Namespace, rows: int, command: str) -> str:
+    """The paragraph and command line that open a table of fixed configurations on the quality folds."""
+    return (
+        f"Fixed configurations on the quality bench's folds (RepeatedStratifiedKFold(n_splits={args.splits}, "
+        f"n_repeats={args.repeats}, random_state={args.seed}), {rows:,} labelled rows), each fitted on the whole "
+        "outer training part and scored on its test part; differences are paired per fold, mean ± standard error. "
+        f"Not nested, so a small gain here is optimistic.\n\nCommand: `{command.strip()}`\n\n"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_fold_arguments(parser)
@@ -131,13 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     X, y = features_and_labels(load_real(args.data))
     folds = outer_folds(X, y, splits=args.splits, repeats=args.repeats, seed=args.seed)
-    ideas = build_ideas(args.seed)
-    results: dict[str, list[dict[str, float]]] = {name: [] for name in ideas}
-    with threadpool_limits(1):
-        for number, (train_idx, test_idx) in enumerate(folds, start=1):
-            for name, build in ideas.items():
-                results[name].append(fit_and_score(build, X, y, train_idx, test_idx))
-            print(f"fold {number}/{len(folds)} done", file=sys.stderr, flush=True)
+    results = run_on_folds(build_ideas(args.seed), X, y, folds)
     vote, ref = pd.DataFrame(results["hgb_rf_vote"]), pd.DataFrame(results[REFERENCE])
     lines = [
         "| model | accuracy | log loss | accuracy − vote (points) | log loss − vote | better than vote (acc/ll) "
@@ -155,15 +177,10 @@ def main(argv: list[str] | None = None) -> int:
             f"| {int((da > 0).sum())}/{int((dl < 0).sum())} of {len(da)} "
             f"| {ra.mean():+.2f} | {rl.mean():+.4f} | {t['fit_s'].mean():.2f} |"
         )
+    command = "python bench/model_ideas.py " + " ".join(argv if argv is not None else sys.argv[1:])
     text = (
         f"{SECTION}\n\n"
-        f"Fixed configurations on the quality bench's folds (RepeatedStratifiedKFold(n_splits={args.splits}, "
-        f"n_repeats={args.repeats}, random_state={args.seed}), {len(X):,} labelled rows), each fitted on the whole "
-        "outer training part and scored on its test part; differences are paired per fold, mean ± standard error. "
-        "Not nested, so a small gain here is optimistic.\n\n"
-        "Command: `python bench/model_ideas.py "
-        + " ".join(argv if argv is not None else sys.argv[1:])
-        + "`\n\n"
+        + fixed_intro(args, len(X), command)
         + "\n".join(lines)
         + f"\n\nBench wall time: {time.perf_counter() - started:.0f} s.\n"
     )
