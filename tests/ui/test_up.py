@@ -88,7 +88,8 @@ def test_make_up_serves_the_plugin_and_leaves_no_process_behind(tmp_path: Path, 
         paused = _paused(airflow)
         expected = keep_paused
         assert paused["segmentation_nightly"] is expected and paused["segmentation_retrain"] is expected, paused
-        sid = int((ROOT / ".data" / "airflow-standalone.sid").read_text())
+        data = Path(env.get("SEGMENTATION_DATA_DIR") or ROOT / ".data")  # where scripts/airflow-env.sh puts it
+        sid = int((data / "airflow-standalone.sid").read_text())
         assert len(_session_pids(sid)) >= 4, "standalone runs its components as separate processes"
 
         up.send_signal(signal.SIGTERM)
