@@ -161,30 +161,31 @@ def _add_customers(n: int, start_id: int, seed: int) -> None:
     load_customers(to_raw_text(customers), run_id="bench-load")
 
 
-def _settle() -> None:
-    """VACUUM ANALYZE the customer tables (untimed), so that autovacuum's catch-up after a bulk set-up does not
-    run inside a timed step."""
+def _outside_transaction(*statements: str) -> None:
+    """Run maintenance statements (VACUUM, CHECKPOINT) that cannot run inside a transaction, untimed."""
     with connect() as conn:
         conn.autocommit = True
         with conn.cursor() as cur:
-            cur.execute(
-                """VACUUM (ANALYZE) segmentation.customers, segmentation.clean_customers,
-                   segmentation.customer_features, segmentation.clean_pending, segmentation.features_pending,
-                   segmentation.score_pending"""
-            )
+            for statement in statements:
+                cur.execute(statement)
         conn.autocommit = False
+
+
+def _settle() -> None:
+    """VACUUM ANALYZE the customer tables, so that autovacuum's catch-up after a bulk set-up does not run
+    inside a timed step."""
+    _outside_transaction(
+        """VACUUM (ANALYZE) segmentation.customers, segmentation.clean_customers,
+           segmentation.customer_features, segmentation.clean_pending, segmentation.features_pending,
+           segmentation.score_pending"""
+    )
 
 
 def _checkpoint() -> None:
-    """VACUUM (ANALYZE) what the rescore wrote, then CHECKPOINT (untimed), before an increment: it should not
-    pay for autovacuum's pass over the rescore's rows or the write-back of its dirty pages (5,000,000 rows and
-    as many history rows at 5×N), which a nightly increment, a day after a rescore, does not meet."""
-    with connect() as conn:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("VACUUM (ANALYZE) segmentation.customer_segments, segmentation.segment_history")
-            cur.execute("CHECKPOINT")
-        conn.autocommit = False
+    """VACUUM (ANALYZE) what the rescore wrote, then CHECKPOINT, before an increment: it should not pay for
+    autovacuum's pass over the rescore's rows or the write-back of its dirty pages (5,000,000 rows and as many
+    history rows at 5×N), which a nightly increment, a day after a rescore, does not meet."""
+    _outside_transaction("VACUUM (ANALYZE) segmentation.customer_segments, segmentation.segment_history", "CHECKPOINT")
 
 
 def _train_champion() -> tuple[int, str, dict[str, float]]:

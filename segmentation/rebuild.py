@@ -38,7 +38,7 @@ from segmentation.scoring import (
     FEATURE_COLUMNS_SQL,
     PHASES,
     ShardResult,
-    _add_lap,
+    add_lap,
     finish_shard,
     iter_chunks,
     predict_frame,
@@ -182,11 +182,11 @@ def score_range(
         scored["source_updated_at"] = features["source_updated_at"].to_numpy()
         scored["model_version"] = model_version
         scored["run_id"] = run_id
-        lap = _add_lap(phases, "predict", lap)
+        lap = add_lap(phases, "predict", lap)
         counts.update(bucket_counts(features, scored["segment"]))
-        lap = _add_lap(phases, "distributions", lap)
+        lap = add_lap(phases, "distributions", lap)
         copy_binary_in(cur, scored, target, _COPY_COLUMNS)
-        _add_lap(phases, "write", lap)
+        add_lap(phases, "write", lap)
         rows += len(features)
         log.info("shard %d: chunk of %d rows staged, %d so far (not committed)", shard, len(features), rows)
     lap = time.perf_counter()
@@ -196,7 +196,7 @@ def score_range(
            VALUES %s""",
         [(table, shard, *key, n) for key, n in sorted(counts.items())],
     )
-    _add_lap(phases, "distributions", lap)
+    add_lap(phases, "distributions", lap)
     cur.execute(
         "INSERT INTO segmentation.rebuild_shards (rebuild_table, shard, rows) VALUES (%s, %s, %s)",
         (table, shard, rows),

@@ -216,9 +216,9 @@ def score_queued(cur: Any, model: Any, *, run_id: str, shard: int, model_version
         lap = time.perf_counter()
         scored = predict_frame(model, features)
         scored["source_updated_at"] = features["source_updated_at"].to_numpy()
-        lap = _add_lap(phases, "predict", lap)
+        lap = add_lap(phases, "predict", lap)
         copy_binary_in(cur, scored, "score_stage", _STAGE_COLUMNS)
-        _add_lap(phases, "stage", lap)
+        add_lap(phases, "stage", lap)
         rows += len(features)
         log.info("shard %d: chunk of %d rows staged, %d so far (not committed)", shard, len(features), rows)
     lap = time.perf_counter()
@@ -227,12 +227,12 @@ def score_queued(cur: Any, model: Any, *, run_id: str, shard: int, model_version
     # overlapping runs each compare against the other's committed result and never log the same change twice.
     # A full rescore never takes this lock per shard: only its publish step does, once.
     locks.xact_lock(cur, locks.SEGMENT_WRITE)
-    lap = _add_lap(phases, "wait", lap)
+    lap = add_lap(phases, "wait", lap)
     cur.execute(_HISTORY_SQL, params)
     changed = int(cur.fetchone()[0])
     cur.execute(_UPSERT_SQL, params)
     cur.execute("DELETE FROM segmentation.score_queue WHERE run_id = %s AND shard = %s", (run_id, shard))
-    _add_lap(phases, "write", lap)
+    add_lap(phases, "write", lap)
     return finish_shard(shard, rows, changed, started, phases)
 
 
@@ -243,7 +243,7 @@ def iter_chunks(
     while True:
         lap = time.perf_counter()
         features = read_features(cur, query, {**params, "after": after, "limit": chunk_size})
-        _add_lap(phases, "read", lap)
+        add_lap(phases, "read", lap)
         if features.empty:
             return
         yield features
@@ -272,7 +272,7 @@ def finish_shard(shard: int, rows: int, changed: int, started: float, phases: di
     )
 
 
-def _add_lap(phases: dict[str, float], phase: str, since: float) -> float:
+def add_lap(phases: dict[str, float], phase: str, since: float) -> float:
     """Add the seconds since ``since`` to ``phase``; returns now."""
     now = time.perf_counter()
     phases[phase] += now - since

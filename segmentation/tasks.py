@@ -573,10 +573,10 @@ def finalise(run_id: str, *, url: str | None = None, settings: Settings | None =
     """
     settings = settings or get_settings()
     with _step(run_id, "finalise", url) as (cur, figures):
+        phases = dict.fromkeys(("publish", "metrics", "distributions"), 0.0)
         lap = time.perf_counter()
         figures.update(planning.publish(cur, run_id))
-        phases = {"publish": time.perf_counter() - lap}
-        lap = time.perf_counter()
+        lap = scoring.add_lap(phases, "publish", lap)
         cur.execute("SELECT segment, customers FROM segmentation.segment_counts")
         counts = {segment: int(n) for segment, n in cur.fetchall()}
         cur.execute(
@@ -587,10 +587,9 @@ def finalise(run_id: str, *, url: str | None = None, settings: Settings | None =
         scored = int(cur.fetchone()[0])
         figures.update(record_run_metrics(cur, run_id, segment_counts=counts, scored=scored))
         moved = share_moves(cur, run_id, settings.share_alert_points)
-        phases["metrics"] = time.perf_counter() - lap
-        lap = time.perf_counter()
+        lap = scoring.add_lap(phases, "metrics", lap)
         figures["distributions"] = refresh_segment_distributions(cur, run_id, counts=counts, scored=scored)
-        phases["distributions"] = time.perf_counter() - lap
+        scoring.add_lap(phases, "distributions", lap)
         figures.update(
             customers=sum(counts.values()),
             segment_counts=counts,
