@@ -31,7 +31,8 @@ setsid airflow standalone &
 SESSION=$!  # setsid's child keeps this pid and leads the new session
 echo "$SESSION" >"$DATA/airflow-standalone.sid"
 
-session_pids() { ps -o pid= --sid "$SESSION" 2>/dev/null | tr -s ' \n' ' ' || true; }
+# Zombies are left out: they have exited, and once their parent is gone reaping them is up to PID 1.
+session_pids() { ps -o pid=,stat= --sid "$SESSION" 2>/dev/null | awk '$2 !~ /^Z/ {printf "%s ", $1}' || true; }
 
 stop() {
   trap - EXIT INT TERM
@@ -43,11 +44,18 @@ stop() {
     kill -TERM $pids 2>/dev/null || true  # processes in other process groups of the session
     sleep 1
   done
-  pids=$(session_pids)
-  if [ -n "${pids// /}" ]; then
+  # A process can still fork while the others are being killed (the scheduler starting LocalExecutor workers),
+  # so kill until the session is empty rather than once.
+  for _ in $(seq 1 40); do
+    pids=$(session_pids)
+    [ -z "${pids// /}" ] && break
     echo "==> killing what is left: $pids"
     kill -KILL $pids 2>/dev/null || true
-  fi
+    wait "$SESSION" 2>/dev/null || true  # reap the session leader, our own child
+    sleep 0.25
+  done
+  pids=$(session_pids)
+  [ -n "${pids// /}" ] && echo "==> still running after SIGKILL: $pids" >&2
   rm -f "$DATA/airflow-standalone.sid"
 }
 trap stop EXIT

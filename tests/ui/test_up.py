@@ -28,8 +28,18 @@ def _free_port() -> int:
 
 
 def _session_pids(sid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--sid", str(sid)], capture_output=True, text=True, check=False)
-    return [int(p) for p in out.stdout.split()]
+    """Live processes of a session; zombies have exited and are PID 1's to reap once their parent is gone."""
+    out = subprocess.run(["ps", "-o", "pid=,stat=", "--sid", str(sid)], capture_output=True, text=True, check=False)
+    rows = [line.split() for line in out.stdout.splitlines() if line.strip()]
+    return [int(pid) for pid, stat in rows if not stat.startswith("Z")]
+
+
+def _describe(pids: list[int]) -> str:
+    if not pids:
+        return ""
+    out = subprocess.run(["ps", "-o", "pid=,ppid=,stat=,args=", "-p", ",".join(map(str, pids))],
+                         capture_output=True, text=True, check=False)  # fmt: skip
+    return out.stdout
 
 
 def _status(url: str) -> int | None:
@@ -94,7 +104,8 @@ def test_make_up_serves_the_plugin_and_leaves_no_process_behind(tmp_path: Path, 
 
         up.send_signal(signal.SIGTERM)
         up.wait(timeout=90)
-        assert _session_pids(sid) == [], f"left behind: {_session_pids(sid)}"
+        left = _session_pids(sid)
+        assert left == [], f"left behind: {_describe(left)}\n{log.read_text()[-3000:]}"
         assert _session_pids(up.pid) == []
         assert _status(f"http://127.0.0.1:{port}/segmentation/") is None
     finally:
