@@ -34,8 +34,8 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-from model_ideas import build_ideas, fixed_intro, members, run_on_folds
-from model_quality import REFERENCE, add_fold_arguments, features_and_labels, load_real, outer_folds, score
+from model_ideas import build_ideas, members, report_on_real_data
+from model_quality import REFERENCE, add_fold_arguments, score
 from sklearn.ensemble import VotingClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
@@ -148,31 +148,6 @@ def fit_and_measure(build, X: pd.DataFrame, y: np.ndarray, train_idx, test_idx) 
     return scores
 
 
-def _mean_se(diff: pd.Series, digits: int) -> str:
-    return f"{diff.mean():+.{digits}f} ± {diff.std(ddof=1) / np.sqrt(len(diff)):.{digits}f}"
-
-
-def table(results: dict[str, list[dict[str, float]]]) -> str:
-    vote, ref = pd.DataFrame(results[VOTE]), pd.DataFrame(results[REFERENCE])
-    lines = [
-        "| model | accuracy | log loss | accuracy − vote (points) | log loss − vote | better than vote (acc/ll) "
-        "| accuracy − reference (points) | log loss − reference | better than reference (acc/ll) | fit s "
-        f"| predict_proba rows/s ({SPEED_ROWS:,} rows) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, scores in results.items():
-        t = pd.DataFrame(scores)
-        da, dl = (t["accuracy"] - vote["accuracy"]) * 100, t["log_loss"] - vote["log_loss"]
-        ra, rl = (t["accuracy"] - ref["accuracy"]) * 100, t["log_loss"] - ref["log_loss"]
-        lines.append(
-            f"| {name} | {t['accuracy'].mean():.4f} | {t['log_loss'].mean():.4f} "
-            f"| {_mean_se(da, 2)} | {_mean_se(dl, 4)} | {int((da > 0).sum())}/{int((dl < 0).sum())} of {len(da)} "
-            f"| {_mean_se(ra, 2)} | {_mean_se(rl, 4)} | {int((ra > 0).sum())}/{int((rl < 0).sum())} of {len(ra)} "
-            f"| {t['fit_s'].mean():.2f} | {t['predict_rows_per_s'].mean():,.0f} |"
-        )
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_fold_arguments(parser)
@@ -188,16 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data.exists():
         print(f"model_boosters: {args.data} is absent; skipping", file=sys.stderr)
         return 0
-    started = time.perf_counter()
-    X, y = features_and_labels(load_real(args.data))
-    folds = outer_folds(X, y, splits=args.splits, repeats=args.repeats, seed=args.seed)
-    results = run_on_folds(build_boosters(args.seed), X, y, folds, fit=fit_and_measure)
-    command = "python bench/model_boosters.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    print(
-        fixed_intro(args, len(X), command)
-        + table(results)
-        + f"\n\nBench wall time: {time.perf_counter() - started:.0f} s."
-    )
+    print(report_on_real_data(args, argv, "model_boosters", build_boosters(args.seed), fit_and_measure, SPEED_ROWS))
     return 0
 
 

@@ -148,6 +148,55 @@ def fixed_intro(args: argparse.Namespace, rows: int, command: str) -> str:
     )
 
 
+def _mean_se(diff: pd.Series, digits: int) -> str:
+    return f"{diff.mean():+.{digits}f} ± {diff.std(ddof=1) / np.sqrt(len(diff)):.{digits}f}"
+
+
+def paired_table(results: dict[str, list[dict[str, float]]], speed_rows: int | None = None) -> str:
+    """Markdown table: each model's fold means, and its paired differences to the vote and to the reference.
+
+    With ``speed_rows``, a last column gives the folds' mean ``predict_rows_per_s``."""
+    vote, ref = pd.DataFrame(results["hgb_rf_vote"]), pd.DataFrame(results[REFERENCE])
+    speed = f" predict_proba rows/s ({speed_rows:,} rows) |" if speed_rows else ""
+    lines = [
+        "| model | accuracy | log loss | accuracy − vote (points) | log loss − vote | better than vote (acc/ll) "
+        "| accuracy − reference (points) | log loss − reference | better than reference (acc/ll) | fit s |" + speed,
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if speed_rows else ""),
+    ]
+    for name, scores in results.items():
+        t = pd.DataFrame(scores)
+        da, dl = (t["accuracy"] - vote["accuracy"]) * 100, t["log_loss"] - vote["log_loss"]
+        ra, rl = (t["accuracy"] - ref["accuracy"]) * 100, t["log_loss"] - ref["log_loss"]
+        lines.append(
+            f"| {name} | {t['accuracy'].mean():.4f} | {t['log_loss'].mean():.4f} "
+            f"| {_mean_se(da, 2)} | {_mean_se(dl, 4)} | {int((da > 0).sum())}/{int((dl < 0).sum())} of {len(da)} "
+            f"| {_mean_se(ra, 2)} | {_mean_se(rl, 4)} | {int((ra > 0).sum())}/{int((rl < 0).sum())} of {len(ra)} "
+            f"| {t['fit_s'].mean():.2f} |" + (f" {t['predict_rows_per_s'].mean():,.0f} |" if speed_rows else "")
+        )
+    return "\n".join(lines)
+
+
+def report_on_real_data(
+    args: argparse.Namespace,
+    argv: list[str] | None,
+    bench: str,
+    builders: dict[str, Callable[[], object]],
+    fit: Callable[..., dict[str, float]] = fit_and_score,
+    speed_rows: int | None = None,
+) -> str:
+    """Every builder on the real data's outer folds: the fixed introduction, the paired table, the wall time."""
+    started = time.perf_counter()
+    X, y = features_and_labels(load_real(args.data))
+    folds = outer_folds(X, y, splits=args.splits, repeats=args.repeats, seed=args.seed)
+    results = run_on_folds(builders, X, y, folds, fit=fit)
+    command = f"python bench/{bench}.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    return (
+        fixed_intro(args, len(X), command)
+        + paired_table(results, speed_rows)
+        + f"\n\nBench wall time: {time.perf_counter() - started:.0f} s."
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_fold_arguments(parser)
@@ -156,34 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data.exists():
         print(f"model_ideas: {args.data} is absent; skipping", file=sys.stderr)
         return 0
-    started = time.perf_counter()
-    X, y = features_and_labels(load_real(args.data))
-    folds = outer_folds(X, y, splits=args.splits, repeats=args.repeats, seed=args.seed)
-    results = run_on_folds(build_ideas(args.seed), X, y, folds)
-    vote, ref = pd.DataFrame(results["hgb_rf_vote"]), pd.DataFrame(results[REFERENCE])
-    lines = [
-        "| model | accuracy | log loss | accuracy − vote (points) | log loss − vote | better than vote (acc/ll) "
-        "| accuracy − reference (points) | log loss − reference | fit s |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, folds_scores in results.items():
-        t = pd.DataFrame(folds_scores)
-        da, dl = (t["accuracy"] - vote["accuracy"]) * 100, t["log_loss"] - vote["log_loss"]
-        ra, rl = (t["accuracy"] - ref["accuracy"]) * 100, t["log_loss"] - ref["log_loss"]
-        lines.append(
-            f"| {name} | {t['accuracy'].mean():.4f} | {t['log_loss'].mean():.4f} "
-            f"| {da.mean():+.2f} ± {da.std(ddof=1) / np.sqrt(len(da)):.2f} "
-            f"| {dl.mean():+.4f} ± {dl.std(ddof=1) / np.sqrt(len(dl)):.4f} "
-            f"| {int((da > 0).sum())}/{int((dl < 0).sum())} of {len(da)} "
-            f"| {ra.mean():+.2f} | {rl.mean():+.4f} | {t['fit_s'].mean():.2f} |"
-        )
-    command = "python bench/model_ideas.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = (
-        f"{SECTION}\n\n"
-        + fixed_intro(args, len(X), command)
-        + "\n".join(lines)
-        + f"\n\nBench wall time: {time.perf_counter() - started:.0f} s.\n"
-    )
+    text = f"{SECTION}\n\n" + report_on_real_data(args, argv, "model_ideas", build_ideas(args.seed)) + "\n"
     publish(SECTION, text, write=args.write)
     return 0
 
