@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from segmentation.config import get_settings
 from tests.conftest import create_database, drop_database
 from tests.ui.conftest import ROOT
 
@@ -98,8 +99,7 @@ def test_make_up_serves_the_plugin_and_leaves_no_process_behind(tmp_path: Path, 
         paused = _paused(airflow)
         expected = keep_paused
         assert paused["segmentation_nightly"] is expected and paused["segmentation_retrain"] is expected, paused
-        data = Path(env.get("SEGMENTATION_DATA_DIR") or ROOT / ".data")  # where scripts/airflow-env.sh puts it
-        sid = int((data / "airflow-standalone.sid").read_text())
+        sid = int((get_settings().data_dir / "airflow-standalone.sid").read_text())
         assert len(_session_pids(sid)) >= 4, "standalone runs its components as separate processes"
 
         up.send_signal(signal.SIGTERM)
