@@ -31,10 +31,10 @@ real export. Tagged `example`.
 def segmentation_crm_export() -> None:
     @task
     def export(triggering_asset_events=None) -> dict:
-        from segmentation import tasks
+        from segmentation import airflow_tasks, tasks
 
         extras = [e.extra for events in (triggering_asset_events or {}).values() for e in events]
-        return tasks.crm_export_summary(extras)
+        return airflow_tasks.run(tasks.crm_export_summary, extras)
 
     export()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, TriggerRule, dag, task
-from airflow.sdk.exceptions import AirflowFailException
 
 from segmentation.config import CHAMPION_ASSET_NAME, DB_POOL_NAME, SEGMENTS_ASSET_NAME
 from segmentation.dag_defaults import default_args, training_task_args
@@ -52,53 +51,50 @@ SEGMENTS = Asset(name=SEGMENTS_ASSET_NAME)
     default_args=default_args(),
 )
 def segmentation_nightly() -> None:
-    # Every task reads the run id from its Airflow context; XCom carries only small figures.
+    # Every task reads the run id from its Airflow context; XCom carries only small figures. Each calls its step
+    # through segmentation.airflow_tasks.run, which resolves the database and fails at once on a config fault.
     @task
     def start(run_id: str | None = None) -> str:
-        from segmentation import tasks
+        from segmentation import airflow_tasks, tasks
 
-        return tasks.start_run(run_id, "segmentation_nightly")
+        return airflow_tasks.run(tasks.start_run, run_id, "segmentation_nightly")
 
     @task(inlets=[CUSTOMERS])
     def clean(run_id: str | None = None) -> dict:
-        from segmentation import tasks
-        from segmentation.errors import DataError
+        from segmentation import airflow_tasks, tasks
 
-        try:
-            return tasks.clean(run_id)
-        except DataError as exc:
-            raise AirflowFailException(str(exc)) from exc  # bad data or a changed schema: retrying cannot help
+        return airflow_tasks.run(tasks.clean, run_id)  # bad data fails at once: retrying cannot help
 
     @task
     def features(run_id: str | None = None) -> dict:
-        from segmentation import tasks
+        from segmentation import airflow_tasks, tasks
 
-        return tasks.build_features(run_id)
+        return airflow_tasks.run(tasks.build_features, run_id)
 
     @task(**training_task_args())  # its own timeout, at most one retry
     def retrain_if_due(run_id: str | None = None) -> dict:
-        from segmentation import tasks
+        from segmentation import airflow_tasks, tasks
 
-        return tasks.retrain_if_due(run_id)
+        return airflow_tasks.run(tasks.retrain_if_due, run_id)
 
     @task
     def plan(run_id: str | None = None) -> list[dict]:
-        from segmentation import tasks
+        from segmentation import airflow_tasks, tasks
 
-        return tasks.plan_scoring(run_id)
+        return airflow_tasks.run(tasks.plan_scoring, run_id)
 
     @task(pool=DB_POOL_NAME)  # the pool caps concurrent shards, and so database connections
     def score(shard: int, model_version: int, run_id: str | None = None) -> dict:
-        from segmentation import tasks
+        from segmentation import airflow_tasks, tasks
 
-        return tasks.score_shard(run_id, shard, model_version)
+        return airflow_tasks.run(tasks.score_shard, run_id, shard, model_version)
 
     # Also runs when there was nothing to score; announces the refreshed segments with the run's counts.
     @task(trigger_rule=TriggerRule.NONE_FAILED, outlets=[SEGMENTS])
     def finalise(run_id: str | None = None, outlet_events=None) -> dict:
-        from segmentation import tasks
+        from segmentation import airflow_tasks, tasks
 
-        counts = tasks.finalise(run_id)
+        counts = airflow_tasks.run(tasks.finalise, run_id)
         outlet_events[SEGMENTS].extra = tasks.segments_event_extra(run_id, counts)
         return counts
 

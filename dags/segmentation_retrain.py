@@ -51,10 +51,11 @@ promotion is a successful run whose `promote` task says why. A promotion updates
 def segmentation_retrain() -> None:
     @task(**training_task_args())  # its own timeout, at most one retry
     def train(run_id: str | None = None, params: dict | None = None) -> int:
-        from segmentation import tasks
+        from segmentation import airflow_tasks, tasks
 
-        tasks.start_run(run_id, "segmentation_retrain")
-        trained = tasks.train(
+        airflow_tasks.run(tasks.start_run, run_id, "segmentation_retrain")
+        trained = airflow_tasks.run(
+            tasks.train,
             run_id,
             trigger="manual",
             candidates=params["candidates"] or None,
@@ -65,10 +66,10 @@ def segmentation_retrain() -> None:
 
     @task
     def promote(version: int, run_id: str | None = None, params: dict | None = None) -> bool:
-        from segmentation import tasks
+        from segmentation import airflow_tasks, tasks
 
-        decision = tasks.evaluate_and_promote(run_id, version, force=params["force_promote"])
-        tasks.finalise(run_id)
+        decision = airflow_tasks.run(tasks.evaluate_and_promote, run_id, version, force=params["force_promote"])
+        airflow_tasks.run(tasks.finalise, run_id)
         return decision["promoted"]
 
     @task.short_circuit

@@ -170,10 +170,11 @@ def record_failure(cur: Any, run_id: str, dag_id: str | None, task_id: str, erro
     return release_run(cur, run_id)
 
 
-def on_task_failure(context: Any) -> None:
-    """``on_failure_callback``: record the failed run, release its queue and raise a ``failed_run`` alert.
+def on_task_failure(context: Any, *, url: str | None = None, settings: Settings | None = None) -> None:
+    """Record the failed run of an Airflow task context, release its queue and raise a ``failed_run`` alert.
 
-    Called by Airflow once a task has failed for good (after its retries); it never raises.
+    Called (through segmentation.airflow_tasks) once a task has failed for good, after its retries; it never
+    raises.
     """
     from segmentation.db import connect
 
@@ -189,7 +190,7 @@ def on_task_failure(context: Any) -> None:
         if type(exception).__name__ == "AirflowFailException" and exception.__cause__ is not None:
             exception = exception.__cause__  # the DAG wraps the package's error to skip retries
         error = one_line(exception)
-        with connect() as conn, conn.cursor() as cur:
+        with connect(url) as conn, conn.cursor() as cur:
             released = record_failure(cur, run_id, dag_id, task_id, error)
         raise_alert(
             "failed_run",
@@ -198,6 +199,8 @@ def on_task_failure(context: Any) -> None:
             dag_id=dag_id,
             task_id=task_id,
             details={"released_queue_items": released},
+            url=url,
+            settings=settings,
         )
     except Exception as exc:  # a failing callback must not hide the task's own failure
         log.exception("the failure callback could not record the failure: %s", one_line(exc))

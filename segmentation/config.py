@@ -94,6 +94,10 @@ class Settings:
     alerts_conn_id: str = "segmentation_alerts"
     alerts_to: tuple[str, ...] = field(default_factory=tuple)
     alerts_from: str = "segmentation@localhost"
+    # The login that registers and promotes model versions; None means the customer database URL's login.
+    training_database_url: str | None = None
+    # Signs and verifies model artifacts (segmentation.signing); never printed.
+    model_signing_key: str | None = field(default=None, repr=False)
 
     @property
     def model_cache_dir(self) -> Path:
@@ -139,9 +143,14 @@ def get_settings() -> Settings:
         alerts_conn_id=_env("ALERTS_CONN_ID", "segmentation_alerts").strip(),
         alerts_to=tuple(a.strip() for a in _env("ALERTS_TO", "").split(",") if a.strip()),
         alerts_from=_env("ALERTS_FROM", "segmentation@localhost").strip(),
+        training_database_url=os.environ.get(ENV_PREFIX + "TRAINING_DATABASE_URL") or None,
+        model_signing_key=os.environ.get(ENV_PREFIX + "MODEL_SIGNING_KEY") or None,
     )
 
 
+# Inside Airflow: the connection of the login that registers and promotes model versions (optional; without it
+# training uses the customer database connection).
+TRAINING_CONN_ID = "segmentation_db_training"
 # The Airflow Asset updated whenever a new champion model is promoted; it triggers a rescore.
 CHAMPION_ASSET_NAME = "segmentation_champion_model"
 # The Airflow Asset updated by every finished nightly run, with the run's counts in the event's extra.

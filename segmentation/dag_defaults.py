@@ -16,7 +16,7 @@ TRAIN_MAX_RETRIES = 1
 
 def default_args(settings: Settings | None = None, **overrides: Any) -> dict[str, Any]:
     """Retries with exponential backoff, ``execution_timeout`` from settings and ``on_failure_callback``."""
-    from segmentation.alerts import on_task_failure
+    from segmentation.airflow_tasks import on_task_failure
 
     settings = settings or get_settings()
     args: dict[str, Any] = {

@@ -6,13 +6,11 @@ import json
 import logging
 import os
 import re
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
 from segmentation.config import Settings, get_settings
 from segmentation.errors import ConfigError, DatabaseError
@@ -48,36 +46,6 @@ def redact(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return "<unparsable database URL>"
-
-
-def _airflow_connection_url(conn_id: str) -> str | None:
-    """The URL of an Airflow connection, or None when Airflow or the connection is absent.
-
-    Airflow is only asked inside an Airflow process (a task or ``dag.test``): importing it costs
-    seconds, which the CLI should not pay. The CLI reads ``SEGMENTATION_DATABASE_URL``.
-    """
-    if "airflow.sdk" not in sys.modules:
-        return None
-    from airflow.sdk import Connection
-    from sqlalchemy.engine import URL
-
-    try:
-        conn = Connection.get(conn_id)
-    except Exception as exc:
-        log.debug("Airflow connection %r not available: %s", conn_id, type(exc).__name__)
-        return None
-    # Built from the fields rather than get_uri(), so that a socket-directory host survives.
-    host = unquote(conn.host or "") or None
-    socket = {"host": host} if host and host.startswith("/") else {}
-    return URL.create(
-        "postgresql",
-        username=conn.login or None,
-        password=conn.password or None,
-        host=None if socket else host,
-        port=None if socket else conn.port,
-        database=conn.schema or None,
-        query=socket,
-    ).render_as_string(hide_password=False)
 
 
 def embedded_server_url(data_dir: Path, database: str = EMBEDDED_DATABASE) -> str:
@@ -125,27 +93,30 @@ def ensure_database(admin_url: str, database: str) -> None:
 
 
 def resolve_database_url(settings: Settings | None = None) -> str:
-    """The customer database: the environment, else the Airflow connection, else the embedded server."""
+    """The customer database: the settings' URL, else the embedded server under the data directory.
+
+    Inside Airflow the task wrappers (segmentation.airflow_tasks) resolve the connection first and pass a
+    URL down, so no Airflow process ever reaches the embedded server.
+    """
     settings = settings or get_settings()
     if settings.database_url:
         return settings.database_url
-    return _resolve_fallback(settings.airflow_conn_id, settings.data_dir)
+    return _embedded(settings.data_dir)
 
 
 def uses_embedded_server(settings: Settings | None = None) -> bool:
     """Whether the customer database is the embedded demo server under the data directory.
 
-    True with no URL and no Airflow connection, and also when the URL or connection names that server's
-    socket (as ``make demo`` and ``make up`` hand it to Airflow).
+    True with no URL, and also when the URL names that server's socket (as ``make demo`` and ``make up`` hand
+    it to Airflow).
     """
     from sqlalchemy.engine import make_url
 
     settings = settings or get_settings()
-    url = settings.database_url or _airflow_connection_url(settings.airflow_conn_id)
-    if url is None:
+    if settings.database_url is None:
         return True
     try:
-        socket_dir = make_url(url).query.get("host")
+        socket_dir = make_url(settings.database_url).query.get("host")
     except Exception:
         return False
     if not isinstance(socket_dir, str) or not socket_dir.startswith("/"):
@@ -153,29 +124,18 @@ def uses_embedded_server(settings: Settings | None = None) -> bool:
     return Path(socket_dir).resolve().is_relative_to((settings.data_dir / "pgdata").resolve())
 
 
-TRAINING_URL_ENV = "SEGMENTATION_TRAINING_DATABASE_URL"
-TRAINING_CONN_ID = "segmentation_db_training"
-
-
 def training_database_url(settings: Settings | None = None) -> str:
     """The login that registers and promotes model versions (the scoring login only reads them).
 
-    ``SEGMENTATION_TRAINING_DATABASE_URL``, else inside Airflow the connection ``segmentation_db_training``,
-    else the customer database URL (the embedded demo and single-login set-ups).
+    ``settings.training_database_url`` (``SEGMENTATION_TRAINING_DATABASE_URL``, or inside Airflow the connection
+    ``segmentation_db_training``), else the customer database URL (the embedded demo and single-login set-ups).
     """
     settings = settings or get_settings()
-    url = os.environ.get(TRAINING_URL_ENV) or _airflow_connection_url(TRAINING_CONN_ID)
-    if url:
-        return url
-    return resolve_database_url(settings)
+    return settings.training_database_url or resolve_database_url(settings)
 
 
 @lru_cache(maxsize=8)
-def _resolve_fallback(conn_id: str, data_dir: Path) -> str:
-    url = _airflow_connection_url(conn_id)
-    if url:
-        log.info("customer database from Airflow connection %r: %s", conn_id, redact(url))
-        return url
+def _embedded(data_dir: Path) -> str:
     url = embedded_server_url(data_dir)
     log.info("customer database: embedded server %s", redact(url))
     return url
@@ -255,7 +215,7 @@ def airflow_connection_json(url: str) -> str:
 def reset_url_cache() -> None:
     """Forget cached engines (used when the environment changes, e.g. in tests)."""
     _engine.cache_clear()
-    _resolve_fallback.cache_clear()
+    _embedded.cache_clear()
 
 
 def database_label(url: str) -> str:

@@ -3,14 +3,10 @@
 A credential that can rewrite ``model_versions`` can replace an artifact and its sha256 together, but it
 cannot produce the signature without the key, so workers refuse the artifact before unpickling it.
 
-The key, in this order:
-1. ``SEGMENTATION_MODEL_SIGNING_KEY`` in the environment;
-2. inside Airflow processes only, the Airflow Variable ``segmentation_model_signing_key`` (so any Airflow
-   secrets backend can hold it);
-3. for the embedded demo database only, a key generated once under the data directory
-   (``.data/model-signing.key``, mode 0600).
-
-Otherwise it is a ConfigError naming the variable.
+The key is ``settings.model_signing_key``: ``SEGMENTATION_MODEL_SIGNING_KEY``, or inside Airflow the Airflow
+Variable ``segmentation_model_signing_key`` (read by segmentation.airflow_tasks, so any Airflow secrets backend
+can hold it). Without one, the embedded demo database gets a key generated once under the data directory
+(``.data/model-signing.key``, mode 0600); anything else is a ConfigError naming the variable.
 """
 
 from __future__ import annotations
@@ -20,7 +16,6 @@ import hmac
 import logging
 import os
 import secrets
-import sys
 from pathlib import Path
 
 from segmentation.config import ENV_PREFIX, Settings, get_settings
@@ -44,19 +39,6 @@ def _checked(key: str, source: str) -> bytes:
     return key.encode()
 
 
-def _airflow_variable() -> str | None:
-    """The Airflow Variable holding the key, read only inside an Airflow process (never at parse time)."""
-    if "airflow.sdk" not in sys.modules:
-        return None
-    try:
-        from airflow.sdk import Variable
-
-        return Variable.get(KEY_VARIABLE, default=None)
-    except Exception as exc:  # no Airflow context or no metadata database: not configured here
-        log.debug("Airflow Variable %s not available: %s", KEY_VARIABLE, type(exc).__name__)
-        return None
-
-
 def _local_key(data_dir: Path) -> bytes:
     """The demo key under ``data_dir``, created once with owner-only permissions."""
     path = data_dir / LOCAL_KEY_FILE
@@ -76,12 +58,8 @@ def _local_key(data_dir: Path) -> bytes:
 def signing_key(settings: Settings | None = None) -> bytes:
     """The signing key (see the module docstring); ConfigError naming the variable when there is none."""
     settings = settings or get_settings()
-    value = os.environ.get(KEY_ENV)
-    if value:
-        return _checked(value, KEY_ENV)
-    value = _airflow_variable()
-    if value:
-        return _checked(value, f"Airflow Variable {KEY_VARIABLE}")
+    if settings.model_signing_key:
+        return _checked(settings.model_signing_key, KEY_ENV)
     from segmentation.db import uses_embedded_server
 
     if uses_embedded_server(settings):

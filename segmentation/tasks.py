@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -22,8 +23,8 @@ from segmentation import alerts, gate, locks, planning, rebuild, registry, scori
 from segmentation.cleaning import check_reject_share, reason_counts, validate
 from segmentation.columns import ATTRIBUTE_COLUMNS, CUSTOMER_ID, DERIVED_COLUMNS, SEGMENT, SEGMENTS
 from segmentation.config import Settings, get_settings
-from segmentation.db import connect, training_database_url
-from segmentation.errors import DataError, ModelError, RejectThresholdExceeded
+from segmentation.db import connect, resolve_database_url, training_database_url
+from segmentation.errors import DataError, ModelError, NotFoundError, RejectThresholdExceeded
 from segmentation.features import derived_columns_sql
 from segmentation.loading import write_rejects
 from segmentation.monitoring import (
@@ -65,6 +66,14 @@ def _record_step(cur: Any, run_id: str, step: str, figures: dict[str, Any]) -> N
     )
 
 
+def _where(url: str | None, settings: Settings | None) -> tuple[str, Settings]:
+    """The customer database URL and the settings of a step: as given, else read here (the CLI's path)."""
+    settings = settings or get_settings()
+    url = url or resolve_database_url(settings)
+    # Steps called with a URL hand it on: training and the signing key's demo check follow the same database.
+    return url, settings if settings.database_url == url else replace(settings, database_url=url)
+
+
 @contextmanager
 def _step(run_id: str, step: str, url: str | None) -> Iterator[tuple[Any, dict[str, Any]]]:
     """One transaction for a step; its figures and duration are recorded in ``pipeline_runs`` on commit."""
@@ -78,12 +87,13 @@ def _step(run_id: str, step: str, url: str | None) -> Iterator[tuple[Any, dict[s
     log.info("run %s step %s: %s", run_id, step, figures)
 
 
-def start_run(run_id: str, dag_id: str = "cli", url: str | None = None) -> str:
+def start_run(run_id: str, dag_id: str = "cli", url: str | None = None, settings: Settings | None = None) -> str:
     """Open (or reopen, on a re-run) the audit row of a run.
 
     Fails first, with a ConfigError naming the variable, when there is no model signing key.
     """
-    signing.signing_key()
+    url, settings = _where(url, settings)
+    signing.signing_key(settings)
     with connect(url) as conn, conn.cursor() as cur:
         cur.execute(
             """INSERT INTO segmentation.pipeline_runs (run_id, dag_id) VALUES (%s, %s)
@@ -163,7 +173,7 @@ def clean(run_id: str, *, url: str | None = None, settings: Settings | None = No
 
     Raises RejectThresholdExceeded, writing nothing, when too large a share of the batch is bad.
     """
-    settings = settings or get_settings()
+    url, settings = _where(url, settings)
     with _step(run_id, "clean", url) as (cur, figures):
         # One cleaner at a time: a second, overlapping run waits here and then finds nothing new.
         locks.xact_lock(cur, locks.CLEAN)
@@ -235,11 +245,12 @@ def typed_clean_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def build_features(run_id: str, *, url: str | None = None) -> dict[str, Any]:
+def build_features(run_id: str, *, url: str | None = None, settings: Settings | None = None) -> dict[str, Any]:
     """Write the deterministic feature columns of the clean customers queued as new or changed.
 
     One set-based statement in the database: no rows travel to Python and back.
     """
+    url, settings = _where(url, settings)
     with _step(run_id, "features", url) as (cur, figures):
         taken = take_queue(cur, "features_pending", "features_taken")
         cur.execute(_features_upsert_sql(), (run_id,))
@@ -359,6 +370,7 @@ def train(
             explain_background=background_sample(labelled.loc[~is_holdout], settings.random_state),
             trigger=trigger,
             run_id=run_id,
+            key=signing.signing_key(settings),
         )
         figures.update(version=version, model=result.model_name, rows=len(labelled), **_headline(result.metrics))
     registry.export_artifact(version, result.pipeline, {"version": version, **figures}, settings.models_dir)
@@ -413,11 +425,14 @@ def evaluate_and_promote(
 
     settings = settings or get_settings()
     url = url or training_database_url(settings)  # the login that may promote model versions
+    key = signing.signing_key(settings)
     with _step(run_id, "promote", url) as (cur, figures):
         current = registry.champion(cur)
         labelled = _labelled_features(cur)
         holdout = labelled.loc[holdout_mask(labelled[CUSTOMER_ID], settings.holdout_share)]
-        challenger = evaluate(registry.load_model(cur, version, settings.model_cache_dir, evaluation=True), holdout)
+        challenger = evaluate(
+            registry.load_model(cur, version, settings.model_cache_dir, evaluation=True, key=key), holdout
+        )
         figures.update(
             version=version,
             challenger=_headline(challenger),
@@ -431,7 +446,8 @@ def evaluate_and_promote(
             incumbent = None
             if current is not None:
                 incumbent = evaluate(
-                    registry.load_model(cur, current.version, settings.model_cache_dir, evaluation=True), holdout
+                    registry.load_model(cur, current.version, settings.model_cache_dir, evaluation=True, key=key),
+                    holdout,
                 )
                 figures["champion"] = {"version": current.version, **_headline(incumbent)}
             decision = gate.decide(
@@ -461,9 +477,52 @@ def evaluate_and_promote(
     return figures
 
 
+def promote_version(
+    run_id: str,
+    version: int,
+    *,
+    user: str,
+    reason: str = "",
+    url: str | None = None,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """Make ``version`` the champion on an operator's word (promotion or rollback), recording who did it.
+
+    With the training login. ``changed`` is False when the version already was the champion before this run;
+    a retry of a run that had committed reports True again, so that its champion Asset event is not lost.
+    """
+    settings = settings or get_settings()
+    url = url or training_database_url(settings)  # the login that may promote model versions
+    marker = f"run {run_id}"
+    with connect(url) as conn, conn.cursor() as cur:
+        locks.xact_lock(cur, locks.PROMOTION)
+        before = registry.champion(cur)
+        try:
+            target = registry.get_version(cur, version)
+        except ModelError as exc:
+            raise NotFoundError(str(exc)) from exc
+        if target.status == "champion":
+            cur.execute(
+                "SELECT strpos(coalesce(notes, ''), %s) > 0 FROM segmentation.model_versions WHERE version = %s",
+                (marker, version),
+            )
+            changed = bool(cur.fetchone()[0])
+            action = "promoted" if changed else "none: already the champion"
+        else:
+            rollback = target.status == "retired" and before is not None and version < before.version
+            action = "rolled back to" if rollback else "promoted"
+            note = f"{action} by {user} ({marker}{'; ' + reason if reason else ''})"
+            registry.promote(cur, version, reason=note)
+            cur.execute("UPDATE segmentation.model_versions SET promoted_by = %s WHERE version = %s", (user, version))
+            changed = True
+    log.info("model version %d: %s by %s (%s)", version, action, user, marker)
+    return {"version": version, "action": action, "changed": changed, "promoted_by": user,
+            "previous": before.version if before else None}  # fmt: skip
+
+
 def retrain_if_due(run_id: str, *, url: str | None = None, settings: Settings | None = None) -> dict[str, Any]:
     """Nightly: train and gate a new model when none exists or the champion is older than the interval."""
-    settings = settings or get_settings()
+    url, settings = _where(url, settings)
     with connect(url) as conn, conn.cursor() as cur:
         due = retrain_due(cur, run_id, settings)
     if due is None:
@@ -480,8 +539,8 @@ def retrain_if_due(run_id: str, *, url: str | None = None, settings: Settings | 
             url=url,
             settings=settings,
         )
-    trained = train(run_id, trigger=trigger, url=url, settings=settings)
-    decision = evaluate_and_promote(run_id, trained["version"], url=url, settings=settings)
+    trained = train(run_id, trigger=trigger, settings=settings)
+    decision = evaluate_and_promote(run_id, trained["version"], settings=settings)
     return {
         "trained": True,
         "trigger": trigger,
@@ -494,7 +553,7 @@ def retrain_if_due(run_id: str, *, url: str | None = None, settings: Settings | 
 def plan_scoring(run_id: str, *, url: str | None = None, settings: Settings | None = None) -> list[dict[str, int]]:
     """Plan the run's scoring (an increment of the queued changes, or a full rescore) in shards; one mapped task
     per returned item."""
-    settings = settings or get_settings()
+    url, settings = _where(url, settings)
     with _step(run_id, "plan", url) as (cur, figures):
         current = registry.champion(cur)
         if current is None:
@@ -520,11 +579,11 @@ def score_shard(
     run_id: str, shard: int, model_version: int, *, url: str | None = None, settings: Settings | None = None
 ) -> dict[str, Any]:
     """Score one planned shard with the given model version, atomically."""
-    settings = settings or get_settings()
+    url, settings = _where(url, settings)
     with _step(run_id, f"score_shard_{shard}", url) as (cur, figures):
         planned = planning.load(cur, run_id)
         loading = time.perf_counter()
-        model = registry.load_model(cur, model_version, settings.model_cache_dir)
+        model = registry.load_model(cur, model_version, settings.model_cache_dir, key=signing.signing_key(settings))
         # Unpickling imports scikit-learn: a fixed cost per process, whatever the shard's size.
         load_seconds = round(time.perf_counter() - loading, 3)
         with threadpool_limits(settings.threads):
@@ -571,7 +630,7 @@ def finalise(run_id: str, *, url: str | None = None, settings: Settings | None =
     Returns the run's counts (customers, per segment, scored this run, reject share), which the nightly DAG
     puts in the extra of its ``segmentation.customer_segments`` Asset event.
     """
-    settings = settings or get_settings()
+    url, settings = _where(url, settings)
     with _step(run_id, "finalise", url) as (cur, figures):
         phases = dict.fromkeys(("publish", "metrics", "distributions"), 0.0)
         lap = time.perf_counter()
@@ -622,8 +681,11 @@ def segments_event_extra(run_id: str, counts: dict[str, Any]) -> dict[str, Any]:
     return {"run_id": run_id, **{k: counts[k] for k in keys if k in counts}}
 
 
-def crm_export_summary(event_extras: list[dict[str, Any]], *, url: str | None = None) -> dict[str, Any]:
+def crm_export_summary(
+    event_extras: list[dict[str, Any]], *, url: str | None = None, settings: Settings | None = None
+) -> dict[str, Any]:
     """What a CRM export of the refreshed runs would send: per run, its counts and its segment changes."""
+    url, settings = _where(url, settings)
     runs = [e["run_id"] for e in event_extras if e.get("run_id")]
     with connect(url) as conn, conn.cursor() as cur:
         cur.execute(
@@ -636,37 +698,46 @@ def crm_export_summary(event_extras: list[dict[str, Any]], *, url: str | None = 
     return summary
 
 
-def score_all(run_id: str, *, url: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
+def score_all(
+    run_id: str, *, url: str | None = None, settings: Settings | None = None, progress: Progress | None = None
+) -> dict[str, Any]:
     """Plan and score every shard in this process (the CLI's path; Airflow maps the shards instead).
 
     ``progress`` wraps the planned shards, e.g. in a progress bar.
     """
-    planned = plan_scoring(run_id, url=url)
+    url, settings = _where(url, settings)
+    planned = plan_scoring(run_id, url=url, settings=settings)
     shards = progress(planned) if progress else planned
-    results = [score_shard(run_id, p["shard"], p["model_version"], url=url) for p in shards]
-    publish_scoring(run_id, url=url)
+    results = [score_shard(run_id, p["shard"], p["model_version"], url=url, settings=settings) for p in shards]
+    publish_scoring(run_id, url=url, settings=settings)
     return {"shards": len(planned), "rows": sum(r["rows"] for r in results)}
 
 
-def publish_scoring(run_id: str, *, url: str | None = None) -> dict[str, Any]:
+def publish_scoring(run_id: str, *, url: str | None = None, settings: Settings | None = None) -> dict[str, Any]:
     """Swap a run's full rescore in (finalise does it too; the second call does nothing)."""
+    url, settings = _where(url, settings)
     with _step(run_id, "publish", url) as (cur, figures):
         figures.update(planning.publish(cur, run_id))
     return figures
 
 
 def run_nightly(
-    run_id: str | None = None, *, url: str | None = None, progress: Progress | None = None
+    run_id: str | None = None,
+    *,
+    url: str | None = None,
+    settings: Settings | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """The whole nightly run in one process: clean, features, retrain when due, score, finalise."""
     run_id = run_id or new_run_id()
-    start_run(run_id, "cli", url=url)
+    url, settings = _where(url, settings)
+    start_run(run_id, "cli", url=url, settings=settings)
     summary = {
         "run_id": run_id,
-        "clean": clean(run_id, url=url),
-        "features": build_features(run_id, url=url),
-        "retrain": retrain_if_due(run_id, url=url),
-        "score": score_all(run_id, url=url, progress=progress),
+        "clean": clean(run_id, url=url, settings=settings),
+        "features": build_features(run_id, url=url, settings=settings),
+        "retrain": retrain_if_due(run_id, url=url, settings=settings),
+        "score": score_all(run_id, url=url, settings=settings, progress=progress),
     }
-    summary["finalise"] = finalise(run_id, url=url)
+    summary["finalise"] = finalise(run_id, url=url, settings=settings)
     return summary

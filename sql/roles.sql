@@ -3,6 +3,8 @@
 --   segmentation_pipeline  clean, features and scoring: writes the pipeline tables, but only reads
 --                          model_versions, so a scoring credential can never replace a model artifact;
 --   segmentation_training  registers and promotes model versions (reads the feature and label tables);
+--   segmentation_ui        the Segmentation pages in Airflow's api-server: reads every table, writes nothing
+--                          (a promotion from the UI runs as the segmentation_promote DAG, with the training login);
 --   segmentation_analyst   reads the analyst views only, never raw rejects or model artifacts.
 DO $$
 BEGIN
@@ -15,10 +17,13 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'segmentation_analyst') THEN
         CREATE ROLE segmentation_analyst NOLOGIN;
     END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'segmentation_ui') THEN
+        CREATE ROLE segmentation_ui NOLOGIN;
+    END IF;
 END
 $$;
 
-GRANT USAGE ON SCHEMA segmentation TO segmentation_pipeline, segmentation_training, segmentation_analyst;
+GRANT USAGE ON SCHEMA segmentation TO segmentation_pipeline, segmentation_training, segmentation_analyst, segmentation_ui;
 
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA segmentation TO segmentation_pipeline;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA segmentation TO segmentation_pipeline;
@@ -40,9 +45,12 @@ GRANT SELECT ON segmentation.current_segments, segmentation.segment_summary, seg
 GRANT INSERT, UPDATE ON segmentation.alerts TO segmentation_training;
 GRANT USAGE, SELECT ON SEQUENCE segmentation.alerts_alert_id_seq TO segmentation_training;
 
--- Segmentation UI in Airflow: the UI connects as the pipeline role; finalise writes the per-run segment
--- distributions, the pages read them, and promotion records promoted_by in model_versions.
+-- Finalise writes the per-run segment distributions that the Segmentation pages read.
 GRANT SELECT, INSERT, UPDATE, DELETE ON segmentation.segment_distributions TO segmentation_pipeline;
+
+-- The Segmentation pages read; they write nothing (promotion runs as a DAG with the training login).
+REVOKE ALL ON ALL TABLES IN SCHEMA segmentation FROM segmentation_ui;
+GRANT SELECT ON ALL TABLES IN SCHEMA segmentation TO segmentation_ui;
 
 -- Scoring at scale (change capture and the segments swap): the pipeline runs the rebuild functions, which do
 -- the DDL on segmentation_rebuild as the schema owner; it gets no rights on that schema itself.

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import logging
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
+import psycopg2
+import psycopg2.errors
 from fastapi import Depends, FastAPI, Form, HTTPException, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -19,13 +22,13 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field
 
-from segmentation import explain, registry
+from segmentation import explain, registry, signing
 from segmentation.cleaning import REASONS
 from segmentation.columns import ALLOWED_CATEGORIES, ATTRIBUTE_COLUMNS, NUMERIC_COLUMNS, SEGMENTS
-from segmentation.config import CHAMPION_ASSET_NAME, get_settings
+from segmentation.config import Settings, get_settings
 from segmentation.db import connect
-from segmentation.errors import DatabaseError, ModelError, NotFoundError
-from segmentation.ui import champion, charts, queries, security
+from segmentation.errors import ConfigError, DatabaseError, ModelError, NotFoundError
+from segmentation.ui import airflow_api, champion, charts, queries, security
 from segmentation.ui.security import Caller
 
 log = logging.getLogger(__name__)
@@ -67,11 +70,28 @@ def parse_customer_id(text: str) -> int:
     return int(text)
 
 
+# ---- settings, read once per process at the edge ---------------------------------------------------------
+
+
+def ui_settings() -> Settings:
+    """The pages' settings: the customer database from ``SEGMENTATION_DATABASE_URL``, else Airflow's connection
+    ``segmentation_db`` (a ConfigError naming it when missing); the signing key from the environment or the
+    Airflow Variable. Resolved once per process and setting."""
+    return _resolved(get_settings())
+
+
+@lru_cache(maxsize=4)
+def _resolved(settings: Settings) -> Settings:
+    from segmentation.airflow_tasks import resolve
+
+    return resolve(settings, require_key=False)
+
+
 # ---- data assembly, shared by pages and the API -------------------------------------------------------
 
 
-def summary_data() -> dict[str, Any]:
-    with connect() as conn, conn.cursor() as cur:
+def summary_data(settings: Settings) -> dict[str, Any]:
+    with connect(settings.database_url) as conn, conn.cursor() as cur:
         latest = queries.latest_distribution_run(cur)
         dist = queries.distributions(cur, latest["run_id"]) if latest else {}
         totals = queries.segment_totals(dist)
@@ -100,8 +120,8 @@ def summary_data() -> dict[str, Any]:
     return data
 
 
-def models_data() -> dict[str, Any]:
-    with connect() as conn, conn.cursor() as cur:
+def models_data(settings: Settings, promotions: list[dict[str, Any]]) -> dict[str, Any]:
+    with connect(settings.database_url) as conn, conn.cursor() as cur:
         versions = queries.model_versions(cur)
         row = queries.champion_row(cur)
     current = None
@@ -115,19 +135,17 @@ def models_data() -> dict[str, Any]:
             "ece_per_class": metrics.get("ece_per_class"),
             "reliability": metrics.get("reliability"),
         }
-    return {"versions": versions, "champion": current}
+    return {"versions": versions, "champion": current, "promotions": promotions}
 
 
-def quality_data() -> dict[str, Any]:
-    threshold = get_settings().drift_threshold
-    with connect() as conn, conn.cursor() as cur:
+def quality_data(settings: Settings) -> dict[str, Any]:
+    with connect(settings.database_url) as conn, conn.cursor() as cur:
         rows = queries.quality(cur)
-    return {"drift_threshold": threshold, "figures": rows}
+    return {"drift_threshold": settings.drift_threshold, "figures": rows}
 
 
-def customer_data(customer_id: int) -> dict[str, Any]:
-    settings = get_settings()
-    with connect() as conn, conn.cursor() as cur:
+def customer_data(settings: Settings, customer_id: int) -> dict[str, Any]:
+    with connect(settings.database_url) as conn, conn.cursor() as cur:
         row = queries.customer(cur, customer_id)
         if row is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no customer with id {customer_id}")
@@ -135,7 +153,7 @@ def customer_data(customer_id: int) -> dict[str, Any]:
         description = None
         if row["segment"]:
             description = (queries.profiles(cur, row["model_version"]).get(row["segment"]) or {}).get("description")
-        reasons = _customer_reasons(cur, customer_id, settings.model_cache_dir) if row["segment"] else None
+        reasons = _customer_reasons(cur, customer_id, settings) if row["segment"] else None
     probabilities = (
         {s: round(float(row[f"p_{s.lower()}"]), 4) for s in SEGMENTS} if row["segment"] is not None else None
     )
@@ -154,14 +172,16 @@ def customer_data(customer_id: int) -> dict[str, Any]:
     }
 
 
-def _customer_reasons(cur: Any, customer_id: int, cache_dir: Path) -> list[dict[str, Any]] | None:
+def _customer_reasons(cur: Any, customer_id: int, settings: Settings) -> list[dict[str, Any]] | None:
     """The reasons of ``explain.explain_customer`` (the model version that scored the customer, against its
     stored background), with the per-process cached champion when that version scored it; None when that
     version can no longer explain it (for example the customer's features are gone)."""
 
+    cache_dir, key = settings.model_cache_dir, signing.signing_key(settings)
+
     def load(cur: Any, version: int) -> Any:
-        current = champion.current(cur, cache_dir)
-        return current.model if current.version == version else registry.load_model(cur, version, cache_dir)
+        current = champion.current(cur, cache_dir, key=key)
+        return current.model if current.version == version else registry.load_model(cur, version, cache_dir, key=key)
 
     try:
         with champion.one_thread():
@@ -171,58 +191,58 @@ def _customer_reasons(cur: Any, customer_id: int, cache_dir: Path) -> list[dict[
         return None
 
 
-def predict_data(values: dict[str, str | None]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+def predict_data(settings: Settings, values: dict[str, str | None]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     """(result, field errors): the what-if for raw attribute values."""
     clean, errors = champion.check(values)
     if clean is None:
         return None, errors
-    settings = get_settings()
-    with connect() as conn, conn.cursor() as cur:
-        model = champion.current(cur, settings.model_cache_dir)
+    with connect(settings.database_url) as conn, conn.cursor() as cur:
+        model = champion.current(cur, settings.model_cache_dir, key=signing.signing_key(settings))
     return champion.score(model, clean), {}
 
 
-def promote(version: int, caller: Caller) -> dict[str, Any]:
-    """Make ``version`` the champion, record who did it, and update the champion Asset (the nightly rescores)."""
-    with connect() as conn, conn.cursor() as cur:
-        before = registry.champion(cur)
+def request_promotion(request: Request, caller: Caller, version: int) -> tuple[int, dict[str, Any]]:
+    """Ask Airflow to run ``segmentation_promote`` for ``version`` as the caller: (HTTP status, answer).
+
+    202 with the run's id and its link in Airflow; 200 and no run when ``version`` already is the champion.
+    """
+    security.require_promoter(caller)
+    with connect(ui_settings().database_url) as conn, conn.cursor() as cur:
         try:
             target = registry.get_version(cur, version)
         except ModelError as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no model version {version}") from exc
-        if target.status == "champion":
-            return {"version": version, "action": "none: already the champion", "promoted_by": None,
-                    "asset_event": False}  # fmt: skip
-        if target.status == "rejected" or target.status == "candidate":
-            action = "promoted"
-        else:
-            action = "rolled back to" if before and version < before.version else "promoted"
-        registry.promote(cur, version, reason=f"{action} by {caller.name} in the Segmentation UI")
-        queries.record_promoted_by(cur, version, caller.name)
-    asset_event = announce_champion(version, caller.name)
-    return {"version": version, "action": action, "promoted_by": caller.name, "asset_event": asset_event}
-
-
-def announce_champion(version: int, user: str) -> bool:
-    """An Asset event on ``segmentation_champion_model``, which schedules the nightly rescore."""
+    if target.status == "champion":
+        return status.HTTP_200_OK, {"version": version, "action": "none: already the champion", "run_id": None}
+    transport = request.app.state.airflow_transport or airflow_api.own_server(request.scope)
     try:
-        from airflow.assets.manager import AssetManager
-        from airflow.models.asset import AssetModel
-        from airflow.utils.session import create_session
-        from sqlalchemy import select
-    except ImportError:
-        return False
-    with create_session() as session:
-        asset = session.scalar(select(AssetModel).where(AssetModel.name == CHAMPION_ASSET_NAME).limit(1))
-        if asset is None:
-            log.warning("Asset %s is not registered in Airflow yet; the nightly run picks v%d up", CHAMPION_ASSET_NAME,
-                        version)  # fmt: skip
-            return False
-        event = AssetManager.register_asset_change(
-            asset=asset, extra={"version": version, "promoted_by": user, "source": "segmentation-ui"},
-            source_is_api=True, session=session,
-        )  # fmt: skip
-        return event is not None
+        run = airflow_api.trigger_promotion(transport, security.token(request), version, caller.name)
+    except airflow_api.AirflowApiError as exc:
+        raise HTTPException(exc.status, exc.detail) from exc
+    return status.HTTP_202_ACCEPTED, {
+        "version": version,
+        "action": "requested",
+        "dag_id": airflow_api.PROMOTE_DAG_ID,
+        "run_id": run["run_id"],
+        "state": run["state"],
+        "url": run_link(request, run["run_id"]),
+    }
+
+
+def run_link(request: Request, run_id: str) -> str:
+    """The page of a ``segmentation_promote`` run in Airflow's UI."""
+    airflow_base = f"{request.url.scheme}://{request.url.netloc}{_base(request).removesuffix('/segmentation')}"
+    return f"{airflow_base}/dags/{airflow_api.PROMOTE_DAG_ID}/runs/{quote(run_id, safe='')}"
+
+
+def promotions(request: Request) -> list[dict[str, Any]]:
+    """The latest promotion runs, with their links; [] when Airflow does not list them for this user."""
+    try:
+        transport = request.app.state.airflow_transport or airflow_api.own_server(request.scope)
+    except airflow_api.AirflowApiError:
+        return []
+    runs = airflow_api.recent_promotions(transport, security.token(request))
+    return [{**run, "url": run_link(request, run["run_id"])} for run in runs if run["run_id"]]
 
 
 # ---- the app -------------------------------------------------------------------------------------------
@@ -254,8 +274,11 @@ def render(request: Request, name: str, caller: Caller, **context: Any) -> HTMLR
     return response
 
 
-def create_app() -> FastAPI:
-    """The FastAPI app that the Airflow plugin mounts at ``/segmentation``."""
+def create_app(airflow_transport: airflow_api.Transport | None = None) -> FastAPI:
+    """The FastAPI app that the Airflow plugin mounts at ``/segmentation``.
+
+    ``airflow_transport`` reaches Airflow's REST API; by default the api-server that serves the request.
+    """
     app = FastAPI(
         title="Segmentation",
         description="Customer segments, the model registry, data quality and the what-if form. Every endpoint "
@@ -266,6 +289,7 @@ def create_app() -> FastAPI:
         redoc_url=None,
         openapi_url=None,
     )
+    app.state.airflow_transport = airflow_transport
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     _handlers(app)
     _pages(app)
@@ -298,16 +322,47 @@ def _handlers(app: FastAPI) -> None:
         )  # fmt: skip
 
     @app.exception_handler(ModelError)
-    @app.exception_handler(DatabaseError)
-    async def unavailable(request: Request, exc: Exception) -> Response:
+    async def no_model(request: Request, exc: ModelError) -> Response:
         log.warning("segmentation UI: %s", exc)
-        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+        return _error(request, status.HTTP_503_SERVICE_UNAVAILABLE, f"no usable model: {exc}")
+
+    @app.exception_handler(ConfigError)
+    async def not_configured(request: Request, exc: ConfigError) -> Response:
+        log.error("segmentation UI is not configured: %s", exc)
+        return _error(request, status.HTTP_503_SERVICE_UNAVAILABLE, NOT_CONFIGURED)
+
+    @app.exception_handler(DatabaseError)
+    async def unavailable(request: Request, exc: DatabaseError) -> Response:
+        log.error("segmentation UI: %s", exc)
+        return _error(request, status.HTTP_503_SERVICE_UNAVAILABLE, UNAVAILABLE)
+
+    @app.exception_handler(psycopg2.Error)
+    async def database_refused(request: Request, exc: psycopg2.Error) -> Response:
+        log.error("segmentation UI: %s %s", type(exc).__name__, str(exc).strip())
+        if isinstance(exc, psycopg2.errors.InsufficientPrivilege):
+            return _error(request, status.HTTP_403_FORBIDDEN, NOT_PERMITTED)
+        return _error(request, status.HTTP_503_SERVICE_UNAVAILABLE, UNAVAILABLE)
+
+
+# What a failure says in the pages and the API; the details (login, host, driver text) go to the api-server log.
+UNAVAILABLE = "the customer database is unavailable; the details are in the api-server's log"
+NOT_CONFIGURED = "the customer database is not configured for the Segmentation pages; see the api-server's log"
+NOT_PERMITTED = "this login may not do that in the customer database; the details are in the api-server's log"
+
+
+def _error(request: Request, code: int, detail: str) -> Response:
+    """An error answer: JSON for the API, an HTML page for pages."""
+    if _is_api(request):
+        return JSONResponse({"detail": detail}, status_code=code)
+    return templates.TemplateResponse(
+        request, "error.html", {"base": _base(request), "status": code, "detail": detail}, status_code=code
+    )
 
 
 def _pages(app: FastAPI) -> None:
     @app.get("/", response_class=HTMLResponse, summary="Overview page")
     def overview(request: Request, caller: PageReader) -> HTMLResponse:
-        data = summary_data()
+        data = summary_data(ui_settings())
         return render(
             request, "overview.html", caller, data=data,
             history_chart=charts.share_history(data["share_history"]),
@@ -316,7 +371,7 @@ def _pages(app: FastAPI) -> None:
 
     @app.get("/models", response_class=HTMLResponse, summary="Model registry page")
     def models_page(request: Request, caller: PageReader, done: str | None = None) -> HTMLResponse:
-        data = models_data()
+        data = models_data(ui_settings(), promotions(request))
         calibration = None
         if data["champion"] and data["champion"]["reliability"]:
             calibration = charts.calibration({"reliability": data["champion"]["reliability"]})
@@ -337,14 +392,14 @@ def _pages(app: FastAPI) -> None:
         security.require_promoter(caller)
         if confirm != "yes":
             raise HTTPException(UNPROCESSABLE, "tick the confirmation box to promote")
-        result = promote(version, caller)
-        return RedirectResponse(
-            f"{_base(request)}/models?done={quote(result['action'])}+v{version}", status_code=status.HTTP_303_SEE_OTHER
-        )
+        _, result = request_promotion(request, caller, version)
+        done = f"v{version} is already the champion" if result["run_id"] is None else (
+            f"promotion of v{version} requested as run {result['run_id']}")  # fmt: skip
+        return RedirectResponse(f"{_base(request)}/models?done={quote(done)}", status_code=status.HTTP_303_SEE_OTHER)
 
     @app.get("/quality", response_class=HTMLResponse, summary="Data quality and drift page")
     def quality_page(request: Request, caller: PageReader) -> HTMLResponse:
-        data = quality_data()
+        data = quality_data(ui_settings())
         quality_charts = charts.quality(data["figures"], data["drift_threshold"])
         return render(request, "quality.html", caller, charts_data=quality_charts)
 
@@ -355,7 +410,8 @@ def _pages(app: FastAPI) -> None:
 
     @app.get("/customers/{customer_id}", response_class=HTMLResponse, summary="One customer page")
     def customer_page(request: Request, customer_id: str, caller: PageReader) -> HTMLResponse:
-        return render(request, "customer.html", caller, data=customer_data(parse_customer_id(customer_id)))
+        data = customer_data(ui_settings(), parse_customer_id(customer_id))
+        return render(request, "customer.html", caller, data=data)
 
     @app.get("/what-if", response_class=HTMLResponse, summary="What-if form")
     def what_if(request: Request, caller: PageReader) -> HTMLResponse:
@@ -365,7 +421,7 @@ def _pages(app: FastAPI) -> None:
     async def what_if_post(request: Request, caller: PageReader) -> HTMLResponse:
         form = await request.form()
         values = {c: (str(form.get(c)) if form.get(c) not in (None, "") else None) for c in ATTRIBUTE_COLUMNS}
-        result, errors = predict_data(values)
+        result, errors = predict_data(ui_settings(), values)
         page = _what_if_page(request, caller, values, result, errors)
         if errors:
             page.status_code = UNPROCESSABLE
@@ -400,34 +456,35 @@ def _api(app: FastAPI) -> None:
 
     @app.get("/api/summary", summary="Overview: shares, history, freshness, last run, quarantine, distributions")
     def api_summary(caller: Reader) -> JSONResponse:
-        return JSONResponse(jsonable_encoder(summary_data()))
+        return JSONResponse(jsonable_encoder(summary_data(ui_settings())))
 
     @app.get("/api/models", summary="The model registry and the champion's confusion matrix and calibration")
-    def api_models(caller: Reader) -> JSONResponse:
-        return JSONResponse(jsonable_encoder(models_data()))
+    def api_models(request: Request, caller: Reader) -> JSONResponse:
+        return JSONResponse(jsonable_encoder(models_data(ui_settings(), promotions(request))))
 
     @app.post(
         "/api/models/{version}/promote",
-        summary="Promote or roll back to a version (needs edit access to segmentation_retrain)",
+        summary="Promote or roll back to a version: a run of segmentation_promote, as you (202, its id and link)",
+        status_code=status.HTTP_202_ACCEPTED,
     )
     def api_promote(request: Request, version: int, caller: Reader) -> JSONResponse:
         security.check_csrf(request, caller, request.headers.get(security.CSRF_HEADER))
-        security.require_promoter(caller)
-        return JSONResponse(jsonable_encoder(promote(version, caller)))
+        code, result = request_promotion(request, caller, version)
+        return JSONResponse(jsonable_encoder(result), status_code=code)
 
     @app.get("/api/quality", summary="PSI, missing-value rates and reject share over the last runs")
     def api_quality(caller: Reader) -> JSONResponse:
-        return JSONResponse(jsonable_encoder(quality_data()))
+        return JSONResponse(jsonable_encoder(quality_data(ui_settings())))
 
     @app.get(
         "/api/customers/{customer_id}", summary="One customer: attributes, segment, probabilities, history, reasons"
     )
     def api_customer(customer_id: str, caller: Reader) -> JSONResponse:
-        return JSONResponse(jsonable_encoder(customer_data(parse_customer_id(customer_id))))
+        return JSONResponse(jsonable_encoder(customer_data(ui_settings(), parse_customer_id(customer_id))))
 
     @app.post("/api/predict", summary="What-if: segment, probabilities, description, imputed attributes, reasons")
     def api_predict(body: CustomerValues, caller: Reader) -> JSONResponse:
-        result, errors = predict_data(body.raw())
+        result, errors = predict_data(ui_settings(), body.raw())
         if errors:
             return JSONResponse(
                 {"detail": "invalid customer: " + ", ".join(e["rule"] for v in errors.values() for e in v),

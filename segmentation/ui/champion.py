@@ -42,23 +42,23 @@ _lock = threading.Lock()
 _cache: dict[tuple[int, str], CachedChampion] = {}
 
 
-def current(cur: Any, cache_dir: Path | None = None) -> CachedChampion:
+def current(cur: Any, cache_dir: Path | None = None, *, key: bytes | None = None) -> CachedChampion:
     """The champion, loaded (and its sha256 checked) only when its version or sha256 is new to this process."""
-    key = queries.champion_key(cur)
-    if key is None:
+    version = queries.champion_key(cur)
+    if version is None:
         raise ModelError("no champion model yet; run the segmentation_retrain DAG or `segmentation train`")
-    cached = _cache.get(key)
+    cached = _cache.get(version)
     if cached is not None:
         return cached
     with _lock:
-        cached = _cache.get(key)
+        cached = _cache.get(version)
         if cached is None:
-            model = registry.load_model(cur, key[0], cache_dir)
-            background = explain.background_frame(cur, key[0]).head(WHAT_IF_BACKGROUND_ROWS)
-            cached = CachedChampion(key[0], key[1], model, queries.profiles(cur, key[0]), background)
+            model = registry.load_model(cur, version[0], cache_dir, key=key)
+            background = explain.background_frame(cur, version[0]).head(WHAT_IF_BACKGROUND_ROWS)
+            cached = CachedChampion(version[0], version[1], model, queries.profiles(cur, version[0]), background)
             _cache.clear()  # only the current champion is kept
-            _cache[key] = cached
-            log.info("champion v%d (sha256 %s) loaded for the what-if form", key[0], key[1][:12])
+            _cache[version] = cached
+            log.info("champion v%d (sha256 %s) loaded for the what-if form", version[0], version[1][:12])
     return cached
 
 

@@ -3,7 +3,8 @@
 Requests carry the JWT that the Airflow UI uses: the ``_token`` cookie set at Airflow's login, or an
 ``Authorization: Bearer`` header for API clients. Pages redirect an unauthenticated visitor to Airflow's login;
 the API answers 401. Reading needs read access to the ``segmentation_nightly`` DAG; promoting or rolling back
-needs edit access to ``segmentation_retrain``. Writes authenticated by the cookie must also carry the
+is a run of ``segmentation_promote`` that Airflow triggers as the user, so it needs the right to trigger that
+DAG (Airflow checks it again when the run is asked for). Writes authenticated by the cookie must also carry the
 double-submit CSRF token (cookie ``segmentation_csrf`` equal to the form field or ``X-CSRF-Token`` header) and,
 when the browser sends one, an Origin of this server.
 """
@@ -19,7 +20,7 @@ from urllib.parse import urlparse
 from fastapi import HTTPException, Request, status
 
 READ_DAG_ID = "segmentation_nightly"
-WRITE_DAG_ID = "segmentation_retrain"
+PROMOTE_DAG_ID = "segmentation_promote"
 CSRF_COOKIE = "segmentation_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
@@ -42,6 +43,11 @@ def auth_manager() -> Any:
     from airflow.api_fastapi.app import get_auth_manager
 
     return get_auth_manager()
+
+
+def token(request: Request) -> str:
+    """The caller's Airflow token, to call Airflow's API on their behalf (authentication has checked it)."""
+    return _token(request)[0] or ""
 
 
 def _token(request: Request) -> tuple[str | None, bool]:
@@ -68,11 +74,18 @@ async def authenticate(request: Request) -> Caller:
     return Caller(user=user, name=str(user.get_name()), via_cookie=via_cookie)
 
 
-def can(caller: Caller, method: str, dag_id: str) -> bool:
-    """Whether Airflow's auth manager lets ``caller`` use ``method`` on DAG ``dag_id``."""
-    from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
+def can(caller: Caller, method: str, dag_id: str, *, runs: bool = False) -> bool:
+    """Whether Airflow's auth manager lets ``caller`` use ``method`` on DAG ``dag_id`` (on its runs if ``runs``)."""
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
 
-    return bool(auth_manager().is_authorized_dag(method=method, user=caller.user, details=DagDetails(id=dag_id)))
+    return bool(
+        auth_manager().is_authorized_dag(
+            method=method,
+            access_entity=DagAccessEntity.RUN if runs else None,
+            details=DagDetails(id=dag_id),
+            user=caller.user,
+        )
+    )
 
 
 async def reader(request: Request) -> Caller:
@@ -99,15 +112,15 @@ def login_url(request: Request) -> str:
 
 
 def may_promote(caller: Caller) -> bool:
-    """Promotion and rollback need edit access to the retrain DAG."""
-    return can(caller, "PUT", WRITE_DAG_ID)
+    """Promotion and rollback are runs of the promotion DAG: the caller must be allowed to trigger it."""
+    return can(caller, "POST", PROMOTE_DAG_ID, runs=True)
 
 
 def require_promoter(caller: Caller) -> None:
     if not may_promote(caller):
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
-            f"Airflow does not let {caller.name} edit {WRITE_DAG_ID}, which promotion and rollback require",
+            f"Airflow does not let {caller.name} trigger {PROMOTE_DAG_ID}, which promotion and rollback are",
         )
 
 

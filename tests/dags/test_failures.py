@@ -97,7 +97,7 @@ def test_a_failed_run_is_recorded_released_and_announced(
 
 
 def test_every_task_has_a_timeout_and_the_failure_callback(dagbag) -> None:
-    from segmentation.alerts import on_task_failure
+    from segmentation.airflow_tasks import on_task_failure
     from segmentation.config import get_settings
 
     settings = get_settings()

@@ -79,9 +79,9 @@ def test_served_model_is_refitted_on_every_labelled_row_and_the_gate_compares_ev
     loaded: list[tuple[int, bool]] = []
     original = registry.load_model
 
-    def spy(cur, version, cache_dir=None, *, evaluation=False):
+    def spy(cur, version, cache_dir=None, *, evaluation=False, key=None):
         loaded.append((version, evaluation))
-        return original(cur, version, cache_dir, evaluation=evaluation)
+        return original(cur, version, cache_dir, evaluation=evaluation, key=key)
 
     second = tasks.train("r2", trigger="manual")
     monkeypatch.setattr(registry, "load_model", spy)

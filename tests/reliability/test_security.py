@@ -144,3 +144,64 @@ def test_passwords_never_reach_the_logs(
     out, err = capfd.readouterr()
     assert caplog.records, "the run logged nothing, so the check would prove nothing"
     assert secret not in caplog.text and secret not in out and secret not in err
+
+
+# Everything the Segmentation pages in the api-server read.
+UI_READS = (
+    "customer_segments",
+    "model_versions",
+    "pipeline_runs",
+    "segment_distributions",
+    "customers",
+    "clean_customers",
+    "customer_features",
+    "customer_rejects",
+    "alerts",
+    "drift_metrics",
+    "segment_history",
+    "current_segments",
+)
+
+
+@pytest.fixture
+def ui_login(fresh_db: str):
+    """A throw-away login in the UI's group (the api-server's segmentation_web); dropped afterwards."""
+    apply_roles(fresh_db)
+    user = f"seg_ui_{uuid.uuid4().hex}"
+    admin = psycopg2.connect(admin_url())
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE segmentation_ui").format(sql.Identifier(user)))
+        yield make_url(fresh_db).set(username=user).render_as_string(hide_password=False)
+    finally:
+        # Whatever it came to own or was granted in the test database goes first, then the role itself.
+        owner = psycopg2.connect(fresh_db)
+        owner.autocommit = True
+        try:
+            with owner.cursor() as cur:
+                cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,))
+                if cur.fetchone():
+                    cur.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(sql.Identifier(user)))
+                    cur.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(user)))
+        finally:
+            owner.close()
+        with admin.cursor() as cur:
+            cur.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(user)))
+        admin.close()
+
+
+def test_the_ui_role_reads_every_table_the_pages_show_but_changes_no_model_or_segment(ui_login: str) -> None:
+    for relation in UI_READS:
+        _run(ui_login, f"SELECT * FROM segmentation.{relation} LIMIT 1")
+    for statement in (
+        "INSERT INTO segmentation.model_versions (model_name, sha256, artifact) VALUES ('x', repeat('0', 64), '')",
+        "UPDATE segmentation.model_versions SET status = 'champion'",
+        "DELETE FROM segmentation.model_versions",
+        "INSERT INTO segmentation.customer_segments (customer_id, segment, p_a, p_b, p_c, p_d, model_version,"
+        " source_updated_at, run_id) VALUES (1, 'A', 1, 0, 0, 0, 1, now(), 'x')",
+        "UPDATE segmentation.customer_segments SET segment = 'A'",
+        "DELETE FROM segmentation.customer_segments",
+    ):
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            _run(ui_login, statement)

@@ -123,14 +123,37 @@ def tokens(auth: object) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def ui_app(auth: object, scored_db: str):
+def airflow_rest(auth: object, dagbag):
+    """Airflow's own REST API app in this process, on the test metadata database, with the DAGs synced to it as
+    a deployment has them; the Segmentation app calls it as it calls its api-server."""
+    from airflow.api_fastapi.app import create_app
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import sync_bag_to_db
+    from fastapi.testclient import TestClient
+
+    DagBundlesManager().sync_bundles_to_db()
+    sync_bag_to_db(dagbag, "dags-folder", None)
+    with TestClient(create_app(apps="core")) as client:
+
+        def transport(method: str, path: str, token: str, *, json=None, params=None) -> tuple[int, object]:
+            reply = client.request(method, path, json=json, params=params, headers={"Authorization": f"Bearer {token}"})
+            try:
+                return reply.status_code, reply.json()
+            except ValueError:
+                return reply.status_code, None
+
+        yield transport
+
+
+@pytest.fixture(scope="session")
+def ui_app(auth: object, scored_db: str, airflow_rest):
     """The app mounted at /segmentation in a parent app, as Airflow's api-server mounts plugin apps."""
     from fastapi import FastAPI
 
     from segmentation.ui.app import create_app
 
     parent = FastAPI()
-    parent.mount("/segmentation", create_app())
+    parent.mount("/segmentation", create_app(airflow_transport=airflow_rest))
     return parent
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import re
+from urllib.parse import quote
 
 import pytest
 
@@ -344,7 +345,7 @@ def test_promote_is_refused_to_a_viewer(as_user, client, tokens) -> None:
     refused = client.post(
         f"/segmentation/api/models/{target}/promote", headers={"Authorization": f"Bearer {tokens['viewer']}"}
     )
-    assert refused.status_code == 403 and "segmentation_retrain" in refused.json()["detail"]
+    assert refused.status_code == 403 and "segmentation_promote" in refused.json()["detail"]
     viewer = as_user("viewer")
     viewer.get("/segmentation/models")
     token = viewer.cookies.get("segmentation_csrf")
@@ -357,8 +358,9 @@ def test_promoting_an_unknown_version_is_404_and_the_champion_again_changes_noth
     editor = {"Authorization": f"Bearer {tokens['editor']}"}
     assert client.post("/segmentation/api/models/999/promote", headers=editor).status_code == 404
     assert client.post("/segmentation/api/models/abc/promote", headers=editor).status_code == 422
-    again = client.post(f"/segmentation/api/models/{champion_version()}/promote", headers=editor).json()
-    assert again["action"].startswith("none") and again["asset_event"] is False
+    again = client.post(f"/segmentation/api/models/{champion_version()}/promote", headers=editor)
+    assert again.status_code == 200
+    assert again.json()["action"].startswith("none") and again.json()["run_id"] is None
 
 
 def test_promote_with_the_cookie_needs_the_csrf_token_and_same_origin(as_user) -> None:
@@ -380,51 +382,41 @@ def test_promote_with_the_cookie_needs_the_csrf_token_and_same_origin(as_user) -
     assert scalar("SELECT status FROM segmentation.model_versions WHERE version = %s", (target,)) != "champion"
 
 
-def test_promote_and_roll_back_record_who_and_update_the_champion_asset(as_user, dagbag) -> None:
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import sync_bag_to_db
-    from airflow.models.asset import AssetDagRunQueue, AssetEvent, AssetModel
+def test_promotion_is_a_run_of_the_promotion_dag_triggered_as_the_user(as_user) -> None:
+    from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
-    from sqlalchemy import func, select
-
-    from segmentation.config import CHAMPION_ASSET_NAME
-
-    DagBundlesManager().sync_bundles_to_db()
-    sync_bag_to_db(dagbag, "dags-folder", None)  # Airflow knows the DAGs and their Assets, as in a deployment
-    from airflow.models.dag import DagModel
-    from sqlalchemy import update
-
-    with create_session() as session:  # unpaused, as `make up` leaves it
-        session.execute(update(DagModel).where(DagModel.dag_id == "segmentation_nightly").values(is_paused=False))
-
-    def champion_events() -> int:
-        with create_session() as session:
-            return session.scalar(
-                select(func.count()).select_from(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-                .where(AssetModel.name == CHAMPION_ASSET_NAME)
-            )  # fmt: skip
+    from sqlalchemy import select
 
     old = champion_version()
     target = int(scalar("SELECT max(version) FROM segmentation.model_versions WHERE status <> 'champion'"))
-    events = champion_events()
     editor = as_user("editor")
     editor.get("/segmentation/models")
     token = editor.cookies.get("segmentation_csrf")
+
+    # The form asks Airflow for the run and says so; the champion changes only when the run has promoted it.
     response = editor.post(f"/segmentation/models/{target}/promote", data={"csrf_token": token, "confirm": "yes"},
                            follow_redirects=False)  # fmt: skip
     assert response.status_code == 303 and "/segmentation/models?done=" in response.headers["location"]
-    assert champion_version() == target
-    assert scalar("SELECT promoted_by FROM segmentation.model_versions WHERE version = %s", (target,)) == "editor"
-    assert champion_events() == events + 1
-    with create_session() as session:
-        queued = session.scalars(select(AssetDagRunQueue.target_dag_id)).all()
-    assert "segmentation_nightly" in queued  # the nightly DAG is due to rescore
-
-    # The what-if now answers with the new champion (the per-process cache is keyed by version and sha256).
-    assert editor.post("/segmentation/api/predict", json=VALID).json()["model_version"] == target
-
-    # Roll back through the API with the CSRF header.
-    back = editor.post(f"/segmentation/api/models/{old}/promote", headers={"X-CSRF-Token": token}).json()
-    assert back["action"] == "rolled back to" and back["promoted_by"] == "editor" and back["asset_event"] is True
     assert champion_version() == old
-    assert champion_events() == events + 2
+
+    # The API answers 202 with the run's id and its link in Airflow.
+    answer = editor.post(f"/segmentation/api/models/{target}/promote", headers={"X-CSRF-Token": token})
+    assert answer.status_code == 202, answer.text
+    body = answer.json()
+    assert body["dag_id"] == "segmentation_promote" and body["version"] == target
+    link = f"/dags/segmentation_promote/runs/{quote(body['run_id'], safe='')}"
+    assert body["url"] == f"http://localhost:8080{link}"
+
+    # Airflow holds both runs, with the version asked for and the user who asked.
+    with create_session() as session:
+        runs = session.scalars(select(DagRun).where(DagRun.dag_id == "segmentation_promote")).all()
+        requested = {r.run_id: (r.conf, r.triggering_user_name, r.state) for r in runs}
+    assert requested[body["run_id"]][:2] == ({"version": target}, "editor")
+    assert sum(1 for conf, user, _ in requested.values() if conf == {"version": target} and user == "editor") == 2
+
+    # The models page and its API list the pending promotion with its link.
+    page = editor.get("/segmentation/models").text
+    assert link in page and "pending (queued)" in page
+    listed = editor.get("/segmentation/api/models").json()["promotions"]
+    mine = next(p for p in listed if p["run_id"] == body["run_id"])
+    assert (mine["version"], mine["triggered_by"], mine["state"]) == (target, "editor", "queued")
