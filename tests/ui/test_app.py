@@ -420,3 +420,53 @@ def test_promotion_is_a_run_of_the_promotion_dag_triggered_as_the_user(as_user) 
     listed = editor.get("/segmentation/api/models").json()["promotions"]
     mine = next(p for p in listed if p["run_id"] == body["run_id"])
     assert (mine["version"], mine["triggered_by"], mine["state"]) == (target, "editor", "queued")
+
+
+# ---- errors say what failed in words, never the login, host, port or driver text -----------------------
+
+INTERNALS = ("127.0.0.1", "nobody", "secret-pw", "psycopg2", "OperationalError", "5999", "connection to server")
+
+
+@pytest.mark.parametrize(("path", "json_answer"), [("/segmentation/", False), ("/segmentation/api/summary", True)])
+def test_an_unreachable_database_is_a_503_in_words(as_user, monkeypatch, path: str, json_answer: bool) -> None:
+    monkeypatch.setenv("SEGMENTATION_DATABASE_URL", "postgresql://nobody:secret-pw@127.0.0.1:5999/nowhere")
+    response = as_user("admin").get(path)
+    assert response.status_code == 503
+    if json_answer:
+        assert response.json() == {"detail": "the customer database is unavailable; the details are in the "
+                                             "api-server's log"}  # fmt: skip
+    else:
+        assert response.headers["content-type"].startswith("text/html")
+        assert "the customer database is unavailable" in response.text
+    assert not [word for word in INTERNALS if word in response.text], response.text
+
+
+def test_a_login_without_the_privilege_is_a_403_in_words(as_user, scored_db: str, monkeypatch) -> None:
+    """The pages on a login that may read only the analyst views: every page refuses in words, never 500."""
+    import uuid
+
+    import psycopg2
+    from psycopg2 import sql
+    from sqlalchemy.engine import make_url
+
+    from segmentation.migrations import apply_roles
+    from tests.conftest import admin_url
+
+    apply_roles(scored_db)
+    user = f"seg_analyst_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(admin_url())
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE segmentation_analyst").format(sql.Identifier(user)))
+    try:
+        monkeypatch.setenv("SEGMENTATION_DATABASE_URL", make_url(scored_db).set(username=user).render_as_string())
+        client = as_user("admin")
+        for path in ("/segmentation/models", "/segmentation/api/models", "/segmentation/customers/1"):
+            response = client.get(path)
+            assert response.status_code == 403, (path, response.status_code)
+            assert "this login may not do that in the customer database" in response.text
+            assert user not in response.text and "permission denied" not in response.text
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(user)))
+        admin.close()
