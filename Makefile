@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 ROWS ?= 50000
 
-.PHONY: install demo test test-unit test-integration lint up clean-data
+.PHONY: install demo check test test-unit test-integration lint up clean-data
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,19 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
+## The fast loop (a few minutes): lint, the unit tests and the fast integration tests on the embedded
+## PostgreSQL; no Airflow processes, no browser, no Celery. The same tests as `pytest -m "not slow"`.
+check: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	env -u SEGMENTATION_TEST_ADMIN_URL $(BIN)/python -m pytest -q -m "not slow"
+
 test-unit: install
 	$(BIN)/python -m pytest -q tests/unit
+
+## The integration tests on a real PostgreSQL (embedded, or SEGMENTATION_TEST_ADMIN_URL's server).
+test-integration: install
+	$(BIN)/python -m pytest -q tests/integration
 
 lint: install
 	$(BIN)/ruff check .

@@ -16,9 +16,9 @@ from threadpoolctl import threadpool_limits
 
 from segmentation.candidates import build_candidate
 from segmentation.columns import MODEL_INPUT_COLUMNS, SEGMENT
-from segmentation.data import generate_customers
 from segmentation.explain import BACKGROUND_ROWS, explain_frame
 from segmentation.features import derive_features
+from segmentation.synthetic import generate_customers
 
 SECTION = "## Explanations"
 # BENCHMARKS.md, "Scoring", step (d): a nightly run with 10,000 changed customers, end to end.

@@ -10,16 +10,19 @@ an embedded server in a temporary folder), dropped at the end.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root: tests.scratch
+
 import argparse
 import os
 import secrets
 import subprocess
-import sys
 import tempfile
-from pathlib import Path
 
 from segmentation.config import PROJECT_ROOT
-from segmentation.scratch import scratch_database
+from tests.scratch import scratch_database
 
 FINGERPRINT_SQL = """
 SELECT count(*), md5(string_agg(concat_ws(',', customer_id, segment, p_a, p_b, p_c, p_d), ';'

@@ -13,7 +13,7 @@ import time
 
 from benchmarks_md import publish
 
-from segmentation.data import generate_customers
+from segmentation.synthetic import generate_customers
 
 SECTION = "## Generator"
 

@@ -48,7 +48,7 @@ from segmentation.features import derive_features
 from segmentation.labelled import holdout_mask
 from segmentation.metrics import brier_score, calibration_errors, predict_rows_per_second
 from segmentation.preprocessing import build_pipeline
-from segmentation.tasks import training_options
+from segmentation.tasks.retraining import training_options
 from segmentation.training import train_model
 
 DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "customers_train.csv"
@@ -213,8 +213,8 @@ def verdict(champ: pd.DataFrame, ref: pd.DataFrame) -> str:
 
 def time_training(real: pd.DataFrame, synthetic_rows: int, seed: int) -> list[str]:
     """Wall time of train_model called as segmentation.tasks.train calls it, with default settings."""
-    from segmentation.data import generate_customers
     from segmentation.labelled import holdout_mask
+    from segmentation.synthetic import generate_customers
 
     settings = get_settings()
     options = training_options(settings)

@@ -40,6 +40,11 @@ markdown report; ``--write`` replaces (or appends) only the "## Scoring" section
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root: tests.scratch
+
 import argparse
 import datetime as dt
 import json
@@ -48,12 +53,10 @@ import platform
 import secrets
 import shlex
 import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -61,13 +64,15 @@ import pandas as pd
 from benchmarks_md import publish
 from threadpoolctl import threadpool_limits
 
-from segmentation import registry, scratch, tasks
+from segmentation import registry, tasks
 from segmentation.columns import ATTRIBUTE_COLUMNS, CUSTOMER_ID, MODEL_INPUT_COLUMNS, PROBABILITY_COLUMNS, SEGMENTS
 from segmentation.config import PROJECT_ROOT, get_settings
 from segmentation.db import connect, get_engine, redact, reset_url_cache
 from segmentation.migrations import migrate
 from segmentation.pgcopy import copy_binary_in, copy_frame_out
 from segmentation.scoring import FEATURE_COLUMNS_SQL, predict_frame, read_features
+from tests import scratch
+from tests.helpers import db_url, model_key
 
 SECTION = "## Scoring"
 SCRATCH = "bench_scratch"
@@ -148,22 +153,22 @@ def _use_database(url: str) -> None:
     """Point the package at the throw-away database and migrate it."""
     os.environ["SEGMENTATION_DATABASE_URL"] = url
     reset_url_cache()
-    migrate()
-    with connect() as conn, conn.cursor() as cur:
+    migrate(db_url())
+    with connect(db_url()) as conn, conn.cursor() as cur:
         cur.execute(f"CREATE SCHEMA IF NOT EXISTS {SCRATCH}")
 
 
 def _add_customers(n: int, start_id: int, seed: int) -> None:
-    from segmentation.data import generate_customers
     from segmentation.loading import load_customers, to_raw_text
+    from segmentation.synthetic import generate_customers
 
     customers = generate_customers(n, labelled_share=LABELLED_SHARE, seed=seed, start_id=start_id)
-    load_customers(to_raw_text(customers), run_id="bench-load")
+    load_customers(to_raw_text(customers), run_id="bench-load", url=db_url())
 
 
 def _outside_transaction(*statements: str) -> None:
     """Run maintenance statements (VACUUM, CHECKPOINT) that cannot run inside a transaction, untimed."""
-    with connect() as conn:
+    with connect(db_url()) as conn:
         conn.autocommit = True
         with conn.cursor() as cur:
             for statement in statements:
@@ -198,21 +203,21 @@ def _train_champion() -> tuple[int, str, dict[str, float]]:
     retrain = tasks.retrain_if_due(run_id)
     if not retrain.get("promoted"):
         raise RuntimeError(f"the bench needs a champion; the retrain did not promote one: {retrain}")
-    with connect() as conn, conn.cursor() as cur:
+    with connect(db_url()) as conn, conn.cursor() as cur:
         current = registry.champion(cur)
     assert current is not None
     return current.version, current.model_name, first
 
 
 def _load_model(version: int) -> Any:
-    with connect() as conn, conn.cursor() as cur:
-        return registry.load_model(cur, version, get_settings().model_cache_dir)
+    with connect(db_url()) as conn, conn.cursor() as cur:
+        return registry.load_model(cur, version, get_settings().model_cache_dir, key=model_key())
 
 
 def _naive_pandas(version: int) -> Timing:
     """(a) read_sql, predict_proba on everything, to_sql(append) into a fresh plain table."""
     engine = get_engine()
-    with connect() as conn, conn.cursor() as cur:
+    with connect(db_url()) as conn, conn.cursor() as cur:
         cur.execute(f"DROP TABLE IF EXISTS {SCRATCH}.naive_scores")
     laps = Laps()
     model = _load_model(version)
@@ -234,7 +239,7 @@ def _naive_pandas(version: int) -> Timing:
 def _copy_floor(version: int) -> Timing:
     """(b) COPY out, predict_frame, binary COPY into an UNLOGGED table; no upsert."""
     columns = [CUSTOMER_ID, "segment", *PROBABILITY_COLUMNS, "source_updated_at"]
-    with connect() as conn, conn.cursor() as cur:
+    with connect(db_url()) as conn, conn.cursor() as cur:
         cur.execute(f"DROP TABLE IF EXISTS {SCRATCH}.floor_scores")
         cur.execute(
             f"CREATE UNLOGGED TABLE {SCRATCH}.floor_scores (customer_id bigint, segment char(1), "
@@ -242,8 +247,8 @@ def _copy_floor(version: int) -> Timing:
             "source_updated_at timestamptz)"
         )
     laps = Laps()
-    with connect() as conn, conn.cursor() as cur:
-        model = registry.load_model(cur, version, get_settings().model_cache_dir)
+    with connect(db_url()) as conn, conn.cursor() as cur:
+        model = registry.load_model(cur, version, get_settings().model_cache_dir, key=model_key())
         laps.lap("load model")
         features = read_features(cur, f"SELECT {FEATURE_COLUMNS_SQL} FROM segmentation.customer_features AS f", {})
         laps.lap("COPY out")
@@ -304,7 +309,7 @@ def _plan_shards_finalise(run_id: str, workers: int, result: Rescore) -> None:
 
 
 def _truncate_segments() -> None:
-    with connect() as conn, conn.cursor() as cur:
+    with connect(db_url()) as conn, conn.cursor() as cur:
         cur.execute("TRUNCATE segmentation.customer_segments, segmentation.segment_history")
 
 
@@ -325,11 +330,11 @@ def _change_customers(count: int) -> int:
 
     query = f"""SELECT customer_id, {", ".join(ATTRIBUTE_COLUMNS)} FROM segmentation.customers
                 WHERE age IS NOT NULL ORDER BY (customer_id * 2654435761) % 4294967296 LIMIT {count}"""
-    with connect() as conn, conn.cursor() as cur:
+    with connect(db_url()) as conn, conn.cursor() as cur:
         raw = copy_frame_out(cur, query)
     age = pd.to_numeric(raw["age"]).round().astype("int64")
     raw["age"] = np.where(age >= 100, age - 1, age + 1).astype(str)
-    loaded = load_customers(raw.astype(object).where(raw.notna(), None), run_id="bench-change")
+    loaded = load_customers(raw.astype(object).where(raw.notna(), None), run_id="bench-change", url=db_url())
     return loaded.updated
 
 

@@ -40,9 +40,11 @@ def warm(model_version: int) -> None:
     from segmentation import registry
     from segmentation.config import get_settings
     from segmentation.db import connect
+    from segmentation.signing import signing_key
 
-    with connect() as conn, conn.cursor() as cur:
-        registry.load_model(cur, model_version, get_settings().model_cache_dir)
+    settings = get_settings()  # the bench hands the database URL down through the environment
+    with connect(str(settings.database_url), settings) as conn, conn.cursor() as cur:
+        registry.load_model(cur, model_version, settings.model_cache_dir, key=signing_key(settings))
 
 
 def main(argv: list[str]) -> int:

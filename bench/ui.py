@@ -25,16 +25,19 @@ One run:
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root: tests.scratch
+
 import argparse
 import os
 import platform
 import random
 import shlex
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 from benchmarks_md import publish
 
@@ -135,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         }
     )
     admin_env = "SEGMENTATION_DATABASE_URL"
-    from segmentation import scratch
+    from tests import scratch
 
     with scratch.scratch_server(tmp / "pg", admin_env) as admin:
         url = scratch.create_database(admin, "seg_bench_ui")
@@ -153,27 +156,31 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, url: str) -> int:
-    from segmentation import monitoring, tasks
+    from segmentation import distributions, tasks
     from segmentation.columns import ATTRIBUTE_COLUMNS
     from segmentation.db import connect, reset_url_cache
     from segmentation.migrations import migrate
 
     reset_url_cache()
     migrate(url)
-    from segmentation.data import generate_customers
     from segmentation.loading import load_customers, to_raw_text
+    from segmentation.synthetic import generate_customers
 
     started = time.perf_counter()
-    load_customers(to_raw_text(generate_customers(TRAINED, labelled_share=0.6, seed=1)), run_id="bench")
+    load_customers(
+        to_raw_text(generate_customers(TRAINED, labelled_share=0.6, seed=1)),
+        run_id="bench",
+        url=os.environ["SEGMENTATION_DATABASE_URL"],
+    )
     tasks.run_nightly("bench-train")
     pipeline_s = time.perf_counter() - started
 
     started = time.perf_counter()
-    with connect() as conn, conn.cursor() as cur:
+    with connect(os.environ["SEGMENTATION_DATABASE_URL"]) as conn, conn.cursor() as cur:
         cur.execute("SELECT version FROM segmentation.model_versions WHERE status = 'champion'")
         version = cur.fetchone()[0]
         cur.execute(BULK_SQL, {"first": TRAINED + 1, "last": args.rows, "version": version})
-    with connect() as conn:
+    with connect(os.environ["SEGMENTATION_DATABASE_URL"]) as conn:
         conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute("VACUUM ANALYZE")
@@ -184,10 +191,10 @@ def _run(args: argparse.Namespace, url: str) -> int:
     counts = tasks.finalise("bench-night")
     # The rows above came in behind the pipeline's back (no rebuild shards counted them): the distributions
     # are recomputed by one scan, as finalise does on a night that scored more than 5 % of the customers.
-    with connect() as conn, conn.cursor() as cur:
-        monitoring.record_segment_distributions(cur, "bench-night")
+    with connect(os.environ["SEGMENTATION_DATABASE_URL"]) as conn, conn.cursor() as cur:
+        distributions.record_segment_distributions(cur, "bench-night")
     finalise_s = time.perf_counter() - started
-    with connect() as conn, conn.cursor() as cur:
+    with connect(os.environ["SEGMENTATION_DATABASE_URL"]) as conn, conn.cursor() as cur:
         cur.execute(
             """UPDATE segmentation.pipeline_runs SET steps = steps || (
                    SELECT steps - 'finalise' FROM segmentation.pipeline_runs WHERE run_id = 'bench-train')
@@ -195,7 +202,7 @@ def _run(args: argparse.Namespace, url: str) -> int:
         )
         cur.execute(HISTORY_SQL, {"run": "bench-night", "columns": list(ATTRIBUTE_COLUMNS)})
     assert counts["customers"] == args.rows, counts
-    with connect() as conn, conn.cursor() as cur:
+    with connect(os.environ["SEGMENTATION_DATABASE_URL"]) as conn, conn.cursor() as cur:
         cur.execute("SHOW server_version")
         server_version = cur.fetchone()[0].split()[0]
 

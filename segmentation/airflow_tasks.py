@@ -77,7 +77,9 @@ def resolve(settings: Settings, *, require_key: bool = True) -> Settings:
         )
     training = settings.training_database_url or connection_url(TRAINING_CONN_ID) or url
     key = settings.model_signing_key or _variable(signing.KEY_VARIABLE)
-    resolved = replace(settings, database_url=url, training_database_url=training, model_signing_key=key)
+    resolved = replace(
+        settings, database_url=url, training_database_url=training, model_signing_key=key, alerts_connection_here=True
+    )
     if require_key:
         signing.signing_key(resolved)  # no key: a ConfigError naming the variable, before any work
     _announce(url, training)

@@ -16,12 +16,10 @@ from __future__ import annotations
 import html
 import json
 import logging
-import os
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from segmentation.config import Settings, get_settings
+from segmentation.config import Settings
 from segmentation.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -69,17 +67,12 @@ def one_line(error: BaseException | str | None) -> str:
     return text[:ERROR_CHARS]
 
 
-def _connection_available(conn_id: str) -> bool:
-    """Whether the delivery connection can be looked up here without importing Airflow into the CLI."""
-    return "airflow.sdk" in sys.modules or bool(os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}"))
-
-
 def deliver(alert: Alert, settings: Settings) -> str:
     """Send ``alert`` with Airflow's ``SmtpNotifier``; returns how it went (never raises)."""
     if not settings.alerts_to:
         return "not sent: SEGMENTATION_ALERTS_TO is empty"
     conn_id = settings.alerts_conn_id
-    if not _connection_available(conn_id):
+    if not settings.alerts_connection_here:
         return f"not sent: no Airflow connection {conn_id!r} here"
     try:
         from airflow.providers.smtp.notifications.smtp import SmtpNotifier
@@ -112,8 +105,8 @@ def raise_alert(
     dag_id: str | None = None,
     task_id: str | None = None,
     details: dict[str, Any] | None = None,
-    url: str | None = None,
-    settings: Settings | None = None,
+    url: str,
+    settings: Settings,
 ) -> Alert:
     """Log an alert, keep it in ``segmentation.alerts`` and deliver it; storing or sending never raises.
 
@@ -123,7 +116,6 @@ def raise_alert(
 
     if kind not in KINDS:
         raise ConfigError(f"alert kind {kind!r} is not allowed; expected one of {list(KINDS)}")
-    settings = settings or get_settings()
     alert_id = None
     try:
         with connect(url) as conn, conn.cursor() as cur:
@@ -158,7 +150,7 @@ def raise_alert(
 
 def record_failure(cur: Any, run_id: str, dag_id: str | None, task_id: str, error: str) -> int:
     """Mark a run failed with its failing task and error, and release its queued work; returns items released."""
-    from segmentation.scoring import release_run
+    from segmentation.planning import release_run
 
     cur.execute(
         """INSERT INTO segmentation.pipeline_runs (run_id, dag_id, status, failed_task, error, finished_at)
@@ -170,7 +162,7 @@ def record_failure(cur: Any, run_id: str, dag_id: str | None, task_id: str, erro
     return release_run(cur, run_id)
 
 
-def on_task_failure(context: Any, *, url: str | None = None, settings: Settings | None = None) -> None:
+def on_task_failure(context: Any, *, url: str, settings: Settings) -> None:
     """Record the failed run of an Airflow task context, release its queue and raise a ``failed_run`` alert.
 
     Called (through segmentation.airflow_tasks) once a task has failed for good, after its retries; it never

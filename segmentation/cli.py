@@ -7,10 +7,13 @@ import json
 import logging
 import sys
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from segmentation.columns import ALLOWED_CATEGORIES, ATTRIBUTE_COLUMNS
+from segmentation.config import Settings, get_settings
 from segmentation.errors import DatabaseError, DataError, ModelError, SegmentationError
+from segmentation.identifiers import parse_customer_id
 
 log = logging.getLogger("segmentation.cli")
 
@@ -19,13 +22,32 @@ def _emit(payload: Any) -> None:
     print(json.dumps(payload, indent=2, default=str))
 
 
+def _settings(args: argparse.Namespace) -> Settings:
+    """The command's settings with the customer database resolved, once per command: ``SEGMENTATION_DATABASE_URL``,
+    else the embedded server (started here when needed). Read at this edge and passed down as values."""
+    if getattr(args, "resolved", None) is None:
+        from segmentation.db import database_label, resolve_database_url
+
+        args.resolved = replace(args.settings, database_url=resolve_database_url(args.settings))
+        log.info("customer database: %s", database_label(str(args.resolved.database_url)))
+    return args.resolved
+
+
+def _url(args: argparse.Namespace) -> str:
+    return str(_settings(args).database_url)
+
+
+def _key(args: argparse.Namespace) -> bytes:
+    from segmentation.signing import signing_key
+
+    return signing_key(_settings(args))
+
+
 def cmd_init_db(args: argparse.Namespace) -> None:
-    from segmentation.config import get_settings
-    from segmentation.db import redact, resolve_database_url
+    from segmentation.db import redact
     from segmentation.migrations import apply_roles, migrate
 
-    settings = get_settings()
-    url = resolve_database_url(settings)
+    settings, url = _settings(args), _url(args)
     applied = migrate(url, settings.sql_dir)
     if args.roles:
         apply_roles(url, settings.sql_dir)
@@ -33,9 +55,9 @@ def cmd_init_db(args: argparse.Namespace) -> None:
 
 
 def cmd_db_url(args: argparse.Namespace) -> None:
-    from segmentation.db import airflow_connection_json, resolve_database_url, sibling_database_url
+    from segmentation.db import airflow_connection_json, sibling_database_url
 
-    url = sibling_database_url(args.database) if args.database else resolve_database_url()
+    url = sibling_database_url(args.database, _settings(args)) if args.database else _url(args)
     if args.driver:
         url = url.replace("postgresql://", f"postgresql+{args.driver}://", 1)
     print(airflow_connection_json(url) if args.airflow_conn else url)
@@ -47,12 +69,13 @@ def cmd_load_csv(args: argparse.Namespace) -> None:
     from segmentation.tasks import new_run_id
 
     raw = read_kaggle_csv(args.path)
-    _emit(load_customers(raw, run_id=new_run_id("load")).as_dict())
+    _emit(load_customers(raw, run_id=new_run_id("load"), url=_url(args)).as_dict())
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    from segmentation.data import generate_customers, write_kaggle_csv
+    from segmentation.data import write_kaggle_csv
     from segmentation.loading import load_customers, to_raw_text
+    from segmentation.synthetic import generate_customers
     from segmentation.tasks import new_run_id
 
     frame = generate_customers(args.rows, labelled_share=args.labelled_share, seed=args.seed, start_id=args.start_id)
@@ -60,30 +83,32 @@ def cmd_generate(args: argparse.Namespace) -> None:
         write_kaggle_csv(frame, args.out)
         _emit({"written": str(args.out), "rows": len(frame)})
         return
-    _emit(load_customers(to_raw_text(frame), run_id=new_run_id("generate")).as_dict())
+    _emit(load_customers(to_raw_text(frame), run_id=new_run_id("generate"), url=_url(args)).as_dict())
 
 
 def cmd_clean(args: argparse.Namespace) -> None:
     from segmentation import tasks
 
-    run_id = tasks.start_run(args.run_id or tasks.new_run_id())
-    _emit(tasks.clean(run_id))
+    run_id = tasks.start_run(args.run_id or tasks.new_run_id(), settings=_settings(args))
+    _emit(tasks.clean(run_id, settings=_settings(args)))
 
 
 def cmd_features(args: argparse.Namespace) -> None:
     from segmentation import tasks
 
-    run_id = tasks.start_run(args.run_id or tasks.new_run_id())
-    _emit(tasks.build_features(run_id))
+    run_id = tasks.start_run(args.run_id or tasks.new_run_id(), settings=_settings(args))
+    _emit(tasks.build_features(run_id, settings=_settings(args)))
 
 
 def cmd_train(args: argparse.Namespace) -> None:
     from segmentation import tasks
 
-    run_id = tasks.start_run(args.run_id or tasks.new_run_id("train"))
+    settings = _settings(args)
+    run_id = tasks.start_run(args.run_id or tasks.new_run_id("train"), settings=settings)
     trained = tasks.train(
         run_id,
         trigger="manual",
+        settings=settings,
         candidates=args.candidates.split(",") if args.candidates else None,
         cv_folds=args.cv_folds,
         row_cap=args.row_cap,
@@ -91,7 +116,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     decision = (
         {"promoted": False, "reason": "--no-promote"}
         if args.no_promote
-        else tasks.evaluate_and_promote(run_id, trained["version"], force=args.force_promote)
+        else tasks.evaluate_and_promote(run_id, trained["version"], force=args.force_promote, settings=settings)
     )
     _emit({"train": trained, "promotion": decision})
 
@@ -99,14 +124,16 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_score(args: argparse.Namespace) -> None:
     from segmentation import tasks
 
-    run_id = tasks.start_run(args.run_id or tasks.new_run_id())
-    _emit(tasks.score_all(run_id, progress=_shard_progress) | {"finalise": tasks.finalise(run_id)})
+    settings = _settings(args)
+    run_id = tasks.start_run(args.run_id or tasks.new_run_id(), settings=settings)
+    scored = tasks.score_all(run_id, settings=settings, progress=_shard_progress)
+    _emit(scored | {"finalise": tasks.finalise(run_id, settings=settings)})
 
 
 def cmd_run(args: argparse.Namespace) -> None:
     from segmentation import tasks
 
-    _emit(tasks.run_nightly(args.run_id, progress=_shard_progress))
+    _emit(tasks.run_nightly(args.run_id, settings=_settings(args), progress=_shard_progress))
 
 
 def _shard_progress(shards: list[dict[str, int]]) -> Iterable[dict[str, int]]:
@@ -118,38 +145,25 @@ def _shard_progress(shards: list[dict[str, int]]) -> Iterable[dict[str, int]]:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from segmentation.config import get_settings
     from segmentation.predict import predict_one
 
     values = {c: getattr(args, c) for c in ATTRIBUTE_COLUMNS}
-    _emit(predict_one(values, cache_dir=get_settings().model_cache_dir))
-
-
-def parse_customer_id(text: str) -> int:
-    """A customer id from the command line; DataError naming the bad value otherwise."""
-    import re
-
-    from segmentation.errors import DataError
-
-    stripped = text.strip()
-    if not re.fullmatch(r"[0-9]{1,19}", stripped) or int(stripped) > 2**63 - 1:
-        raise DataError(f"customer id {text!r} is not a customer id; expected a whole number from 0 to 2^63-1")
-    return int(stripped)
+    _emit(predict_one(values, _settings(args)))
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
-    from segmentation.config import get_settings
     from segmentation.db import connect
     from segmentation.explain import explain_customer
 
-    with connect() as conn, conn.cursor() as cur:
-        _emit(explain_customer(cur, args.customer_id, cache_dir=get_settings().model_cache_dir))
+    settings = _settings(args)
+    with connect(_url(args), settings) as conn, conn.cursor() as cur:
+        _emit(explain_customer(cur, args.customer_id, cache_dir=settings.model_cache_dir, key=_key(args)))
 
 
 def cmd_report(args: argparse.Namespace) -> None:
     from segmentation.report import segment_report
 
-    print(segment_report())
+    print(segment_report(_url(args)))
 
 
 def cmd_model_list(args: argparse.Namespace) -> None:
@@ -157,7 +171,7 @@ def cmd_model_list(args: argparse.Namespace) -> None:
     from segmentation.db import connect
     from segmentation.report import format_table
 
-    with connect() as conn, conn.cursor() as cur:
+    with connect(_url(args)) as conn, conn.cursor() as cur:
         print(format_table(registry.list_versions(cur)))
 
 
@@ -165,7 +179,7 @@ def cmd_model_promote(args: argparse.Namespace) -> None:
     from segmentation import registry
     from segmentation.db import connect, training_database_url
 
-    with connect(training_database_url()) as conn, conn.cursor() as cur:
+    with connect(training_database_url(_settings(args))) as conn, conn.cursor() as cur:
         registry.promote(cur, args.version, reason=args.reason, forced=True)
     _emit({"champion": args.version, "reason": args.reason})
 
@@ -174,8 +188,8 @@ def cmd_model_sign(args: argparse.Namespace) -> None:
     from segmentation import registry
     from segmentation.db import connect, training_database_url
 
-    with connect(training_database_url()) as conn, conn.cursor() as cur:
-        signature = registry.sign_version(cur, args.version)
+    with connect(training_database_url(_settings(args))) as conn, conn.cursor() as cur:
+        signature = registry.sign_version(cur, args.version, key=_key(args))
     _emit({"signed": args.version, "artifact_hmac": signature[:12] + "…"})
 
 
@@ -187,13 +201,20 @@ RUN_HINT = "or `segmentation run` for every step"
 
 
 def check_ready(args: argparse.Namespace) -> None:
-    """A one-line error naming the next step when the database is not ready for ``args.command``."""
+    """A one-line error naming the next step when the database is not ready for ``args.command``.
+
+    Runs before every command, so a ready database costs a few EXISTS probes whatever its size; the counts in
+    training's errors are read only when training is not ready.
+    """
     if args.command in NO_SCHEMA_COMMANDS or (args.command == "generate" and args.out):
         return
     from segmentation.config import get_settings
-    from segmentation.migrations import check_schema
+    from segmentation.db import resolve_database_url
+    from segmentation.migrations import check_schema, labelled_counts
 
-    state = check_schema(sql_dir=get_settings().sql_dir)
+    settings = get_settings()
+    url = resolve_database_url(settings)
+    state = check_schema(url, settings.sql_dir, training=args.command == "train")
     if args.command in (*LOADING_COMMANDS, "predict"):  # predict checks its input first, then the champion
         return
     if args.command == "model":
@@ -205,20 +226,21 @@ def check_ready(args: argparse.Namespace) -> None:
             "no customers loaded yet: load them with `segmentation load-csv PATH` or `segmentation generate`, "
             "then run `segmentation run`"
         )
-    if args.command == "train":
-        if not state.labelled:
+    if args.command == "train" and not state.labelled_features:
+        counts = labelled_counts(url)
+        if not counts.labelled:
             raise DataError(
                 "no labelled customers: load a CSV with a Segmentation column (`segmentation load-csv PATH`) "
                 "or `segmentation generate`"
             )
-        if not state.labelled_clean:
+        if not counts.labelled_clean:
             raise DataError(
-                f"the {state.labelled} labelled customers are loaded but not cleaned yet: run `segmentation clean` "
+                f"the {counts.labelled} labelled customers are loaded but not cleaned yet: run `segmentation clean` "
                 f"and `segmentation features` first, {RUN_HINT}"
             )
-        if not state.labelled_features:
+        if not counts.labelled_features:
             raise DataError(
-                f"the {state.labelled_clean} clean labelled customers have no feature rows yet: run "
+                f"the {counts.labelled_clean} clean labelled customers have no feature rows yet: run "
                 f"`segmentation features` first, {RUN_HINT}"
             )
     if args.command in ("score", "report") and not state.model_versions:
@@ -298,14 +320,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``segmentation`` console script."""
     args = build_parser().parse_args(argv)
+    args.resolved = None
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     try:
+        args.settings = get_settings()  # read once, here; a bad setting is a one-line error naming it
         if args.command == "explain":  # a malformed id is reported before the database is asked anything
-            args.customer_id = parse_customer_id(args.customer_id)
+            args.customer_id = parse_customer_id(args.customer_id.strip())
         check_ready(args)
         args.func(args)
     except SegmentationError as exc:

@@ -84,3 +84,6 @@ CANDIDATE_NAMES: tuple[str, ...] = (
     "hist_gradient_boosting",
     "hgb_rf_vote",
 )
+
+# The bucket of a missing value in reference and segment distributions.
+MISSING = "(missing)"

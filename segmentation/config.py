@@ -13,6 +13,9 @@ from segmentation.errors import ConfigError
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SQL_DIR = PROJECT_ROOT / "sql"
 ENV_PREFIX = "SEGMENTATION_"
+# Set on every connection: a statement may run an hour, a lock wait two minutes.
+DEFAULT_STATEMENT_TIMEOUT_MS = 3_600_000
+DEFAULT_LOCK_TIMEOUT_MS = 120_000
 
 
 def _env(name: str, default: str) -> str:
@@ -98,6 +101,9 @@ class Settings:
     training_database_url: str | None = None
     # Signs and verifies model artifacts (segmentation.signing); never printed.
     model_signing_key: str | None = field(default=None, repr=False)
+    # Whether the alerts' Airflow connection can be looked up in this process (inside Airflow, or set as
+    # AIRFLOW_CONN_<ID> in the environment): the CLI does not import Airflow only to find there is none.
+    alerts_connection_here: bool = False
 
     @property
     def model_cache_dir(self) -> Path:
@@ -109,6 +115,7 @@ def get_settings() -> Settings:
     """Read every setting from ``SEGMENTATION_*`` environment variables, with safe defaults."""
     data_dir = Path(_env("DATA_DIR", str(PROJECT_ROOT / ".data"))).expanduser().resolve()
     candidates = tuple(c.strip() for c in _env("CANDIDATES", "").split(",") if c.strip())
+    alerts_conn_id = _env("ALERTS_CONN_ID", "segmentation_alerts").strip()
     return Settings(
         database_url=os.environ.get(ENV_PREFIX + "DATABASE_URL") or None,
         airflow_conn_id=_env("AIRFLOW_CONN_ID", "segmentation_db"),
@@ -126,8 +133,8 @@ def get_settings() -> Settings:
         random_state=_number("RANDOM_STATE", 42, 0, 2**31 - 1),
         threads=_number("THREADS", 1, 1, 256),
         promotion_margin=_number("PROMOTION_MARGIN", 0.0, -1.0, 1.0),
-        statement_timeout_ms=_number("STATEMENT_TIMEOUT_MS", 3_600_000, 0, 86_400_000),
-        lock_timeout_ms=_number("LOCK_TIMEOUT_MS", 120_000, 0, 86_400_000),
+        statement_timeout_ms=_number("STATEMENT_TIMEOUT_MS", DEFAULT_STATEMENT_TIMEOUT_MS, 0, 86_400_000),
+        lock_timeout_ms=_number("LOCK_TIMEOUT_MS", DEFAULT_LOCK_TIMEOUT_MS, 0, 86_400_000),
         drift_threshold=_number("DRIFT_THRESHOLD", 0.25, 0.0, 100.0),
         candidates=candidates,
         tune_candidates=_number("TUNE_CANDIDATES", 12, 1, 1000),
@@ -140,11 +147,12 @@ def get_settings() -> Settings:
         task_timeout_minutes=_number("TASK_TIMEOUT_MINUTES", 120, 1, 7 * 24 * 60),
         train_timeout_minutes=_number("TRAIN_TIMEOUT_MINUTES", 360, 1, 7 * 24 * 60),
         share_alert_points=_number("SHARE_ALERT", 5.0, 0.0, 100.0),
-        alerts_conn_id=_env("ALERTS_CONN_ID", "segmentation_alerts").strip(),
+        alerts_conn_id=alerts_conn_id,
         alerts_to=tuple(a.strip() for a in _env("ALERTS_TO", "").split(",") if a.strip()),
         alerts_from=_env("ALERTS_FROM", "segmentation@localhost").strip(),
         training_database_url=os.environ.get(ENV_PREFIX + "TRAINING_DATABASE_URL") or None,
         model_signing_key=os.environ.get(ENV_PREFIX + "MODEL_SIGNING_KEY") or None,
+        alerts_connection_here=bool(os.environ.get(f"AIRFLOW_CONN_{alerts_conn_id.upper()}")),
     )
 
 

@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from segmentation.config import Settings, get_settings
+from segmentation.config import DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_STATEMENT_TIMEOUT_MS, Settings
 from segmentation.errors import ConfigError, DatabaseError
 
 if TYPE_CHECKING:
@@ -92,19 +92,18 @@ def ensure_database(admin_url: str, database: str) -> None:
         conn.close()
 
 
-def resolve_database_url(settings: Settings | None = None) -> str:
+def resolve_database_url(settings: Settings) -> str:
     """The customer database: the settings' URL, else the embedded server under the data directory.
 
     Inside Airflow the task wrappers (segmentation.airflow_tasks) resolve the connection first and pass a
     URL down, so no Airflow process ever reaches the embedded server.
     """
-    settings = settings or get_settings()
     if settings.database_url:
         return settings.database_url
     return _embedded(settings.data_dir)
 
 
-def uses_embedded_server(settings: Settings | None = None) -> bool:
+def uses_embedded_server(settings: Settings) -> bool:
     """Whether the customer database is the embedded demo server under the data directory.
 
     True with no URL, and also when the URL names that server's socket (as ``make demo`` and ``make up`` hand
@@ -112,7 +111,6 @@ def uses_embedded_server(settings: Settings | None = None) -> bool:
     """
     from sqlalchemy.engine import make_url
 
-    settings = settings or get_settings()
     if settings.database_url is None:
         return True
     try:
@@ -124,13 +122,12 @@ def uses_embedded_server(settings: Settings | None = None) -> bool:
     return Path(socket_dir).resolve().is_relative_to((settings.data_dir / "pgdata").resolve())
 
 
-def training_database_url(settings: Settings | None = None) -> str:
+def training_database_url(settings: Settings) -> str:
     """The login that registers and promotes model versions (the scoring login only reads them).
 
     ``settings.training_database_url`` (``SEGMENTATION_TRAINING_DATABASE_URL``, or inside Airflow the connection
     ``segmentation_db_training``), else the customer database URL (the embedded demo and single-login set-ups).
     """
-    settings = settings or get_settings()
     return settings.training_database_url or resolve_database_url(settings)
 
 
@@ -151,23 +148,26 @@ def _engine(url: str, statement_timeout_ms: int, lock_timeout_ms: int) -> Engine
     return create_engine(url, poolclass=NullPool, connect_args={"options": options, "application_name": "segmentation"})
 
 
-def get_engine(url: str | None = None, settings: Settings | None = None) -> Engine:
-    """A SQLAlchemy engine for the customer database, with statement and lock timeouts set."""
-    settings = settings or get_settings()
-    url = url or resolve_database_url(settings)
+def get_engine(url: str, settings: Settings | None = None) -> Engine:
+    """A SQLAlchemy engine for the customer database ``url``, with the statement and lock timeouts of
+    ``settings`` (their defaults without)."""
+    if not url:
+        raise ConfigError("no customer database URL was given; the CLI, the task layer and the UI resolve it")
     if not url.startswith(("postgresql://", "postgresql+psycopg2://", "postgres://")):
         raise ConfigError(f"database URL {redact(url)!r} is not PostgreSQL; expected postgresql://...")
     # SQLAlchemy 2.1 defaults to psycopg 3; the COPY helpers are written for psycopg2.
     url = re.sub(r"^postgres(ql)?://", "postgresql+psycopg2://", url)
+    if settings is None:
+        return _engine(url, DEFAULT_STATEMENT_TIMEOUT_MS, DEFAULT_LOCK_TIMEOUT_MS)
     return _engine(url, settings.statement_timeout_ms, settings.lock_timeout_ms)
 
 
 @contextmanager
-def connect(url: str | None = None) -> Iterator[Any]:
-    """A psycopg2 connection in one transaction: committed on success, rolled back on error."""
+def connect(url: str, settings: Settings | None = None) -> Iterator[Any]:
+    """A psycopg2 connection to ``url`` in one transaction: committed on success, rolled back on error."""
     import psycopg2
 
-    engine = get_engine(url)
+    engine = get_engine(url, settings)
     try:
         conn = engine.raw_connection()
     except Exception as exc:
@@ -185,7 +185,7 @@ def connect(url: str | None = None) -> Iterator[Any]:
         conn.close()
 
 
-def sibling_database_url(database: str, settings: Settings | None = None) -> str:
+def sibling_database_url(database: str, settings: Settings) -> str:
     """A URL to ``database`` on the customer database's server, created when missing (e.g. Airflow's own)."""
     from sqlalchemy.engine import make_url
 

@@ -170,14 +170,15 @@ def explain_customer(
     customer_id: int,
     *,
     cache_dir: Path | None = None,
+    key: bytes | None = None,
     load_model: Callable[[Any, int], Any] | None = None,
 ) -> dict[str, Any]:
     """The segment, probabilities, model version, top reasons and segment description of one scored customer,
     explained with the model version that scored it.
 
-    ``load_model(cur, version)`` replaces ``registry.load_model`` (for a caller that keeps verified models
-    in memory, such as the web app). NotFoundError for an unknown, quarantined or not yet scored customer;
-    ModelError without a champion.
+    ``load_model(cur, version)`` replaces ``registry.load_model`` with the signing ``key`` (for a caller that
+    keeps verified models in memory, such as the web app). NotFoundError for an unknown, quarantined or not yet
+    scored customer; ModelError without a champion.
     """
     _check_schema(cur)
     if registry.champion(cur) is None:
@@ -188,7 +189,10 @@ def explain_customer(
         raise NotFoundError(_why_missing(cur, customer_id))
     version = int(found[1])
     attributes = pd.DataFrame([found[2:]], columns=list(ATTRIBUTES))
-    model = load_model(cur, version) if load_model is not None else registry.load_model(cur, version, cache_dir)
+    if load_model is not None:
+        model = load_model(cur, version)
+    else:
+        model = registry.load_model(cur, version, cache_dir, key=key)
     proba = model.predict_proba(_model_input(_attributes(attributes)))[:, _class_index(model)][0]
     segment = SEGMENTS[int(np.argmax(proba))]
     reasons = explain_frame(model, attributes, background_frame(cur, version))[0]

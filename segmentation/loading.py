@@ -131,7 +131,7 @@ def write_rejects(cur, rejects: pd.DataFrame, run_id: str) -> int:
     return cur.rowcount
 
 
-def load_customers(raw: pd.DataFrame, *, run_id: str, url: str | None = None) -> LoadResult:
+def load_customers(raw: pd.DataFrame, *, run_id: str, url: str) -> LoadResult:
     """Upsert a raw batch into ``customers`` (and ``customer_labels``) in one transaction.
 
     Unchanged rows keep their ``updated_at``; changed rows get a new one, so the next nightly run

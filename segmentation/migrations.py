@@ -56,7 +56,7 @@ def check_applied(applied: dict[str, tuple[str, str]], files: list[Path]) -> Non
             )
 
 
-def migrate(url: str | None = None, sql_dir: Path = DEFAULT_SQL_DIR) -> list[str]:
+def migrate(url: str, sql_dir: Path = DEFAULT_SQL_DIR) -> list[str]:
     """Apply every migration not yet recorded, in order, in one transaction (all or nothing).
 
     Fails before applying anything when an applied migration's file has changed since it was applied.
@@ -92,7 +92,7 @@ def migrate(url: str | None = None, sql_dir: Path = DEFAULT_SQL_DIR) -> list[str
     return applied_now
 
 
-def apply_roles(url: str | None = None, sql_dir: Path = DEFAULT_SQL_DIR) -> None:
+def apply_roles(url: str, sql_dir: Path = DEFAULT_SQL_DIR) -> None:
     """Create the database roles and grant their privileges (``sql/roles.sql``, idempotent)."""
     with connect(url) as conn, conn.cursor() as cur:
         locks.xact_lock(cur, locks.MIGRATION)
@@ -102,17 +102,33 @@ def apply_roles(url: str | None = None, sql_dir: Path = DEFAULT_SQL_DIR) -> None
 
 @dataclass(frozen=True)
 class SchemaState:
-    """What the customer database holds, enough to tell a user the next step."""
+    """What the customer database holds, enough to tell a user the next step.
+
+    Each field is an EXISTS probe that stops at the first row it finds: the check runs before every CLI command,
+    so on a ready database it costs the same at any table size.
+    """
 
     customers: bool
+    model_versions: bool
+    # Only probed for ``check_schema(..., training=True)``: whether a labelled customer has a feature row, the
+    # rows training reads. None when not probed.
+    labelled_features: bool | None = None
+
+
+@dataclass(frozen=True)
+class LabelledCounts:
+    """How far the labelled customers got: loaded, cleaned, with feature rows."""
+
     labelled: int
     labelled_clean: int
     labelled_features: int
-    model_versions: int
 
 
-def check_schema(url: str | None = None, sql_dir: Path = DEFAULT_SQL_DIR) -> SchemaState:
-    """DatabaseError naming ``segmentation init-db`` when the schema or a migration is missing; else its state."""
+def check_schema(url: str, sql_dir: Path = DEFAULT_SQL_DIR, *, training: bool = False) -> SchemaState:
+    """DatabaseError naming ``segmentation init-db`` when the schema or a migration is missing; else its state.
+
+    ``training`` also probes for labelled customers with feature rows (``labelled_features``).
+    """
     files = migration_files(sql_dir)
     with connect(url) as conn, conn.cursor() as cur:
         cur.execute(f"SELECT to_regclass('{SCHEMA}.schema_migrations') IS NOT NULL")
@@ -125,14 +141,32 @@ def check_schema(url: str | None = None, sql_dir: Path = DEFAULT_SQL_DIR) -> Sch
         pending = [p.name for p in files if p.name[:3] not in applied]
         if pending:
             raise DatabaseError(f"migrations {pending} are not applied yet: run `segmentation init-db` first")
+        labelled_features = (
+            f"""EXISTS (SELECT 1 FROM {SCHEMA}.customer_labels JOIN {SCHEMA}.customer_features USING (customer_id))"""
+            if training
+            else "NULL::boolean"
+        )
         cur.execute(
-            f"""SELECT EXISTS (SELECT 1 FROM {SCHEMA}.customers),
-                       (SELECT count(*) FROM {SCHEMA}.customer_labels),
+            f"""SELECT EXISTS (SELECT 1 FROM {SCHEMA}.customers), EXISTS (SELECT 1 FROM {SCHEMA}.model_versions),
+                       {labelled_features}"""
+        )
+        customers, versions, labelled = cur.fetchone()
+    return SchemaState(bool(customers), bool(versions), labelled)
+
+
+def labelled_counts(url: str) -> LabelledCounts:
+    """Labelled customers, and how many of them are clean and have feature rows.
+
+    These counts read every label, so they grow with the table: only for wording the error when
+    ``check_schema(..., training=True)`` found no labelled customer with a feature row.
+    """
+    with connect(url) as conn, conn.cursor() as cur:
+        cur.execute(
+            f"""SELECT (SELECT count(*) FROM {SCHEMA}.customer_labels),
                        (SELECT count(*) FROM {SCHEMA}.customer_labels
                         JOIN {SCHEMA}.clean_customers USING (customer_id)),
                        (SELECT count(*) FROM {SCHEMA}.customer_labels
-                        JOIN {SCHEMA}.customer_features USING (customer_id)),
-                       (SELECT count(*) FROM {SCHEMA}.model_versions)"""
+                        JOIN {SCHEMA}.customer_features USING (customer_id))"""
         )
-        customers, labelled, labelled_clean, labelled_features, versions = cur.fetchone()
-    return SchemaState(bool(customers), int(labelled), int(labelled_clean), int(labelled_features), int(versions))
+        labelled, labelled_clean, labelled_features = cur.fetchone()
+    return LabelledCounts(int(labelled), int(labelled_clean), int(labelled_features))

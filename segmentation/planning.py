@@ -16,6 +16,22 @@ from segmentation.errors import DatabaseError
 
 log = logging.getLogger(__name__)
 
+# Customers re-queued when a run gives its queue back: the queue rows go, the ids return to score_pending.
+_RELEASE_SQL = """
+WITH released AS (DELETE FROM segmentation.score_queue WHERE run_id = %s RETURNING customer_id),
+requeued AS (
+    INSERT INTO segmentation.score_pending (customer_id) SELECT customer_id FROM released
+    ON CONFLICT (customer_id) DO NOTHING
+)
+SELECT count(*) FROM released
+"""
+# Queues of other runs that ended (or started more than a day ago) without scoring all of their shards.
+_STALE_RUNS_SQL = """
+SELECT DISTINCT q.run_id FROM segmentation.score_queue AS q
+LEFT JOIN segmentation.pipeline_runs AS r USING (run_id)
+WHERE q.run_id <> %s AND (r.run_id IS NULL OR r.status <> 'running' OR r.started_at < now() - interval '1 day')
+"""
+
 INCREMENT = "increment"
 REBUILD = "rebuild"
 
@@ -54,9 +70,9 @@ def rebuild_reason(cur: Any, model_version: int) -> str | None:
 def plan(cur: Any, *, run_id: str, model_version: int, shard_size: int, max_shards: int) -> Plan:
     """Plan this run's scoring in the caller's transaction and record it in ``scoring_plans``."""
     reason = rebuild_reason(cur, model_version)
-    scoring.release_run(cur, run_id)  # a re-planned run gives back what its earlier plan took
+    release_run(cur, run_id)  # a re-planned run gives back what its earlier plan took
     if reason is None:
-        shards, rows = scoring.plan_increment(cur, run_id=run_id, shard_size=shard_size, max_shards=max_shards)
+        shards, rows = plan_increment(cur, run_id=run_id, shard_size=shard_size, max_shards=max_shards)
         result = Plan(run_id, INCREMENT, model_version, len(shards), rows)
     else:
         log.info("run %s: full rescore: %s", run_id, reason)
@@ -107,5 +123,51 @@ def publish(cur: Any, run_id: str) -> dict[str, Any]:
         )
         cur.execute("UPDATE segmentation.scoring_plans SET published_at = now() WHERE run_id = %s", (run_id,))
     # Increment shards remove their own queue rows; anything left goes back to the next run.
-    figures["released"] = scoring.release_run(cur, run_id)
+    figures["released"] = release_run(cur, run_id)
     return figures
+
+
+def release_run(cur: Any, run_id: str) -> int:
+    """Give a run's queued scoring work back, so that the next run scores it; returns the customers re-queued.
+
+    For an increment, the run's unscored ids in ``score_queue`` go back to ``score_pending``. A full rescore
+    took the whole queue when it was planned; releasing it drops its unpublished table and leaves the rescore
+    owed (``scoring_state.rebuild_run`` stays set), so the next plan rescores everyone again.
+    """
+    cur.execute(_RELEASE_SQL, (run_id,))
+    released = int(cur.fetchone()[0])
+    rebuild.release(cur, run_id)
+    if released:
+        log.info("run %s: %d queued customers released to the next run", run_id, released)
+    return released
+
+
+def plan_increment(cur: Any, *, run_id: str, shard_size: int, max_shards: int) -> tuple[list[int], int]:
+    """Move the queued ids into this run's ``score_queue`` in contiguous, balanced id ranges, one per shard.
+
+    Takes only ``score_pending`` (never the whole table), inside the caller's transaction: a killed plan
+    leaves the queue as it was, and an id queued again while the run scores stays for the next run.
+    Re-planning the same run first gives its earlier queue back, so a retried plan is harmless.
+    Returns the shard numbers and the rows queued.
+    """
+    release_run(cur, run_id)  # harmless when the caller already did
+    cur.execute(_STALE_RUNS_SQL, (run_id,))
+    for (stale,) in cur.fetchall():
+        log.warning("run %s: releasing the queue left by run %s", run_id, stale)
+        release_run(cur, stale)
+    cur.execute(
+        """WITH taken AS (DELETE FROM segmentation.score_pending RETURNING customer_id),
+           ranked AS (SELECT customer_id, row_number() OVER (ORDER BY customer_id) AS rank,
+                             count(*) OVER () AS total FROM taken)
+           INSERT INTO segmentation.score_queue (run_id, shard, customer_id)
+           SELECT %(run_id)s,
+                  ((rank - 1) * LEAST(%(max_shards)s, ceil(total::numeric / %(shard_size)s))::bigint
+                   / total)::integer,
+                  customer_id
+           FROM ranked""",
+        {"run_id": run_id, "max_shards": max_shards, "shard_size": shard_size},
+    )
+    n_rows = cur.rowcount
+    n_shards = scoring.shard_count(n_rows, shard_size, max_shards)
+    log.info("run %s: %d changed customers to score in %d shards", run_id, n_rows, n_shards)
+    return list(range(n_shards)), n_rows

@@ -31,8 +31,8 @@ from psycopg2.extras import execute_values
 
 from segmentation import locks
 from segmentation.columns import CUSTOMER_ID, PROBABILITY_COLUMNS
+from segmentation.distributions import DISTRIBUTION_ATTRIBUTES, MISSING, TOTAL_ATTRIBUTE, bucket_counts
 from segmentation.errors import DatabaseError
-from segmentation.monitoring import DISTRIBUTION_ATTRIBUTES, MISSING, TOTAL_ATTRIBUTE, bucket_counts
 from segmentation.pgcopy import copy_binary_in
 from segmentation.scoring import (
     FEATURE_COLUMNS_SQL,

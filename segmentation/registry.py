@@ -14,7 +14,7 @@ from typing import Any
 
 from segmentation import locks, signing
 from segmentation.config import PROJECT_ROOT
-from segmentation.errors import ModelError
+from segmentation.errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,13 @@ class ModelVersion:
     sha256: str
     metrics: dict[str, Any]
     created_at: Any
+
+
+def _required(key: bytes | None) -> bytes:
+    """The signing key the caller resolved (``segmentation.signing.signing_key`` of its settings)."""
+    if not key:
+        raise ConfigError("no model signing key was given; resolve it with segmentation.signing.signing_key")
+    return key
 
 
 def serialise(model: Any) -> tuple[bytes, str]:
@@ -99,10 +106,10 @@ def register(
 
     ``model`` is the model that scores; ``eval_model`` (stored as ``eval_artifact``) the one the promotion gate
     evaluates, fitted without the stable holdout. ``explain_background``: rows of attributes that
-    segmentation.explain measures effects against. ``key`` is the signing key (default:
-    :func:`segmentation.signing.signing_key`).
+    segmentation.explain measures effects against. ``key`` is the signing key, which the caller
+    resolved (:func:`segmentation.signing.signing_key`).
     """
-    key = key or signing.signing_key()
+    key = _required(key)
     data, sha = serialise(model)
     eval_data, eval_sha = serialise(eval_model) if eval_model is not None else (None, None)
     cur.execute(
@@ -215,14 +222,14 @@ def load_model(
 ) -> Any:
     """Load a version's fitted pipeline from the database, verifying its signature and sha256 first.
 
-    The signature (:mod:`segmentation.signing`) is checked before anything is unpickled; ``key`` defaults to
-    :func:`segmentation.signing.signing_key`. ``evaluation`` loads the evaluation model (fitted without the
+    The signature (:mod:`segmentation.signing`) is checked before anything is unpickled; ``key`` is the signing key the
+    caller resolved. ``evaluation`` loads the evaluation model (fitted without the
     stable holdout) instead of the served one; a version registered without one (before the served model was
     refitted on every row) has only the served model, which was itself fitted without the holdout, so that
     one is returned. With ``cache_dir``, a verified local copy keyed by sha256 saves the download on later
     tasks of the same worker; it is verified the same way.
     """
-    key = key or signing.signing_key()
+    key = _required(key)
     kind = ARTIFACT
     if evaluation:
         _, eval_sha, _ = _stored(cur, version, EVAL_ARTIFACT)
@@ -266,7 +273,7 @@ def sign_version(cur: Any, version: int, *, key: bytes | None = None) -> str:
     For versions registered before signatures existed, or after the key was rotated. Each sha256 must still
     match, so a corrupt artifact is never signed.
     """
-    key = key or signing.signing_key()
+    key = _required(key)
     signatures: dict[str, str | None] = {}
     for kind in (ARTIFACT, EVAL_ARTIFACT):
         data, sha, _ = _stored(cur, version, kind)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from segmentation import registry
-from segmentation.db import connect, resolve_database_url
+from segmentation.db import connect
 
 
 def _fetch(cur: Any, query: str) -> list[dict[str, Any]]:
@@ -34,9 +34,8 @@ def psql_command(url: str) -> str:
     return f"psql '{parsed.render_as_string(hide_password=False)}'"
 
 
-def segment_report(url: str | None = None) -> str:
+def segment_report(url: str) -> str:
     """Segment summary, recent runs, the champion and its profiles, plus the psql command."""
-    url = url or resolve_database_url()
     with connect(url) as conn, conn.cursor() as cur:
         summary = _fetch(cur, "SELECT * FROM segmentation.segment_summary ORDER BY segment")
         runs = _fetch(

@@ -16,13 +16,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from segmentation import locks
-from segmentation.columns import CUSTOMER_ID, MODEL_INPUT_COLUMNS, PROBABILITY_COLUMNS, SEGMENTS
-from segmentation.errors import ModelError
+from segmentation.columns import CUSTOMER_ID, MODEL_INPUT_COLUMNS, PROBABILITY_COLUMNS
 from segmentation.pgcopy import copy_binary_in, copy_frame_out
+from segmentation.predict import predict_frame  # the pure per-row prediction, shared with one customer
 
 log = logging.getLogger(__name__)
 
@@ -58,22 +57,6 @@ def shard_count(n_rows: int, shard_size: int, max_shards: int) -> int:
 def read_features(cur: Any, query: str, params: dict[str, Any]) -> pd.DataFrame:
     """Feature rows via COPY, typed by name while the CSV is parsed."""
     return copy_frame_out(cur, query, params, dtypes={CUSTOMER_ID: "int64", **NUMERIC_DTYPES})
-
-
-def predict_frame(model: Any, features: pd.DataFrame) -> pd.DataFrame:
-    """Segment and the four probabilities per customer, mapped from the model's classes by label."""
-    missing = [c for c in MODEL_INPUT_COLUMNS if c not in features.columns]
-    if missing:
-        raise ModelError(f"the data lacks columns the model expects: {missing}")
-    classes = [str(c) for c in getattr(model, "classes_", [])]
-    if sorted(classes) != sorted(SEGMENTS):
-        raise ModelError(f"model classes {classes} are not the segments {list(SEGMENTS)}")
-    proba = model.predict_proba(features.loc[:, list(MODEL_INPUT_COLUMNS)])
-    ordered = proba[:, [classes.index(s) for s in SEGMENTS]]
-    out = pd.DataFrame(ordered, columns=list(PROBABILITY_COLUMNS), index=features.index)
-    out.insert(0, "segment", np.asarray(SEGMENTS)[ordered.argmax(axis=1)])
-    out.insert(0, CUSTOMER_ID, features[CUSTOMER_ID].to_numpy())
-    return out
 
 
 @dataclass(frozen=True)
@@ -126,69 +109,6 @@ ON CONFLICT (customer_id) DO UPDATE SET
     scored_at = EXCLUDED.scored_at,
     run_id = EXCLUDED.run_id
 """
-# Customers re-queued when a run gives its queue back: the queue rows go, the ids return to score_pending.
-_RELEASE_SQL = """
-WITH released AS (DELETE FROM segmentation.score_queue WHERE run_id = %s RETURNING customer_id),
-requeued AS (
-    INSERT INTO segmentation.score_pending (customer_id) SELECT customer_id FROM released
-    ON CONFLICT (customer_id) DO NOTHING
-)
-SELECT count(*) FROM released
-"""
-# Queues of other runs that ended (or started more than a day ago) without scoring all of their shards.
-_STALE_RUNS_SQL = """
-SELECT DISTINCT q.run_id FROM segmentation.score_queue AS q
-LEFT JOIN segmentation.pipeline_runs AS r USING (run_id)
-WHERE q.run_id <> %s AND (r.run_id IS NULL OR r.status <> 'running' OR r.started_at < now() - interval '1 day')
-"""
-
-
-def release_run(cur: Any, run_id: str) -> int:
-    """Give a run's queued scoring work back, so that the next run scores it; returns the customers re-queued.
-
-    For an increment, the run's unscored ids in ``score_queue`` go back to ``score_pending``. A full rescore
-    took the whole queue when it was planned; releasing it drops its unpublished table and leaves the rescore
-    owed (``scoring_state.rebuild_run`` stays set), so the next plan rescores everyone again.
-    """
-    from segmentation import rebuild
-
-    cur.execute(_RELEASE_SQL, (run_id,))
-    released = int(cur.fetchone()[0])
-    rebuild.release(cur, run_id)
-    if released:
-        log.info("run %s: %d queued customers released to the next run", run_id, released)
-    return released
-
-
-def plan_increment(cur: Any, *, run_id: str, shard_size: int, max_shards: int) -> tuple[list[int], int]:
-    """Move the queued ids into this run's ``score_queue`` in contiguous, balanced id ranges, one per shard.
-
-    Takes only ``score_pending`` (never the whole table), inside the caller's transaction: a killed plan
-    leaves the queue as it was, and an id queued again while the run scores stays for the next run.
-    Re-planning the same run first gives its earlier queue back, so a retried plan is harmless.
-    Returns the shard numbers and the rows queued.
-    """
-    release_run(cur, run_id)  # harmless when the caller already did
-    cur.execute(_STALE_RUNS_SQL, (run_id,))
-    for (stale,) in cur.fetchall():
-        log.warning("run %s: releasing the queue left by run %s", run_id, stale)
-        release_run(cur, stale)
-    cur.execute(
-        """WITH taken AS (DELETE FROM segmentation.score_pending RETURNING customer_id),
-           ranked AS (SELECT customer_id, row_number() OVER (ORDER BY customer_id) AS rank,
-                             count(*) OVER () AS total FROM taken)
-           INSERT INTO segmentation.score_queue (run_id, shard, customer_id)
-           SELECT %(run_id)s,
-                  ((rank - 1) * LEAST(%(max_shards)s, ceil(total::numeric / %(shard_size)s))::bigint
-                   / total)::integer,
-                  customer_id
-           FROM ranked""",
-        {"run_id": run_id, "max_shards": max_shards, "shard_size": shard_size},
-    )
-    n_rows = cur.rowcount
-    n_shards = shard_count(n_rows, shard_size, max_shards)
-    log.info("run %s: %d changed customers to score in %d shards", run_id, n_rows, n_shards)
-    return list(range(n_shards)), n_rows
 
 
 def score_queued(cur: Any, model: Any, *, run_id: str, shard: int, model_version: int, chunk_size: int) -> ShardResult:

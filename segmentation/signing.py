@@ -18,7 +18,7 @@ import os
 import secrets
 from pathlib import Path
 
-from segmentation.config import ENV_PREFIX, Settings, get_settings
+from segmentation.config import ENV_PREFIX, Settings
 from segmentation.errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
@@ -55,9 +55,8 @@ def _local_key(data_dir: Path) -> bytes:
     return _checked(path.read_text(), str(path))
 
 
-def signing_key(settings: Settings | None = None) -> bytes:
+def signing_key(settings: Settings) -> bytes:
     """The signing key (see the module docstring); ConfigError naming the variable when there is none."""
-    settings = settings or get_settings()
     if settings.model_signing_key:
         return _checked(settings.model_signing_key, KEY_ENV)
     from segmentation.db import uses_embedded_server

@@ -2,7 +2,7 @@
 
 The server is the one named by ``SEGMENTATION_TEST_ADMIN_URL`` (an admin URL, e.g.
 ``postgresql://root@127.0.0.1:5432/postgres`` in CI), else an embedded server started in a
-temporary folder. Every database a test creates is dropped afterwards (``segmentation.scratch``, which the
+temporary folder. Every database a test creates is dropped afterwards (``tests.scratch``, which the
 benchmarks use too).
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from segmentation import scratch
+from tests import scratch
 
 # Airflow's test environment (throw-away home, metadata database) as session fixtures, defined once for the
 # DAG, UI and alert tests alike.
@@ -76,6 +76,19 @@ def fresh_db(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
         yield url
     finally:
         drop_database(url)
+
+
+# Folders whose every test is slow (Airflow, the browser, Celery, the fault drills): make check leaves them out.
+SLOW_FOLDERS = ("dags", "distributed", "reliability", "ui")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests of SLOW_FOLDERS ``slow``, so that ``pytest -m "not slow"`` is the fast loop."""
+    tests_root = Path(__file__).resolve().parent
+    for item in items:
+        parts = Path(str(item.path)).resolve().relative_to(tests_root).parts
+        if parts and parts[0] in SLOW_FOLDERS:
+            item.add_marker(pytest.mark.slow)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

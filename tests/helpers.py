@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,25 @@ from segmentation.columns import ALLOWED_CATEGORIES, SEGMENTS
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 REAL_TRAIN_CSV = SHARED_DATA / "customers_train.csv"
 REAL_NEW_CSV = SHARED_DATA / "customers_new.csv"
+
+
+def db_url() -> str:
+    """The customer database of the running test (``fresh_db`` and the session fixtures name it)."""
+    return os.environ.get("SEGMENTATION_DATABASE_URL", "")
+
+
+def current_settings():
+    """The settings of the running test, read from its environment (the tests are an edge, like the CLI)."""
+    from segmentation.config import get_settings
+
+    return get_settings()
+
+
+def model_key() -> bytes:
+    """The model signing key of the running test's settings."""
+    from segmentation.signing import signing_key
+
+    return signing_key(current_settings())
 
 
 def require_file(path: Path) -> Path:
@@ -67,7 +87,7 @@ def query(sql: str, params: tuple = ()) -> list[tuple]:
     """All rows of ``sql`` on the customer database of the environment."""
     from segmentation.db import connect
 
-    with connect() as conn, conn.cursor() as cur:
+    with connect(db_url()) as conn, conn.cursor() as cur:
         cur.execute(sql, params)
         return cur.fetchall()
 
@@ -81,14 +101,14 @@ def execute(sql: str, params: tuple = ()) -> None:
     """Run one statement and commit."""
     from segmentation.db import connect
 
-    with connect() as conn, conn.cursor() as cur:
+    with connect(db_url()) as conn, conn.cursor() as cur:
         cur.execute(sql, params)
 
 
 def load_generated(rows: int, seed: int = 1, start_id: int = 1, labelled_share: float = 0.5) -> None:
     """Generate synthetic customers and load them as ``load-csv`` would."""
-    from segmentation.data import generate_customers
     from segmentation.loading import load_customers, to_raw_text
+    from segmentation.synthetic import generate_customers
 
     frame = generate_customers(rows, labelled_share=labelled_share, seed=seed, start_id=start_id)
-    load_customers(to_raw_text(frame), run_id="test-load")
+    load_customers(to_raw_text(frame), run_id="test-load", url=db_url())

@@ -1,12 +1,13 @@
 """The Segmentation web app: server-rendered pages and their JSON API, mounted by Airflow at ``/segmentation``.
 
-Every handler reads through ``queries`` (bound parameters only) and is guarded by ``security``.
+Every handler reads through ``content`` (SQL in ``queries``, bound parameters only). Authentication and the read
+permission are dependencies of the two routers (``security.page_reader`` for pages, ``security.reader`` for the
+API), so that no route can be added without them; only the static files are public.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,7 +15,7 @@ from urllib.parse import quote
 
 import psycopg2
 import psycopg2.errors
-from fastapi import Depends, FastAPI, Form, HTTPException, Request, status
+from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -22,26 +23,24 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field
 
-from segmentation import explain, registry, signing
+from segmentation import registry
 from segmentation.cleaning import REASONS
 from segmentation.columns import ALLOWED_CATEGORIES, ATTRIBUTE_COLUMNS, NUMERIC_COLUMNS, SEGMENTS
 from segmentation.config import Settings, get_settings
 from segmentation.db import connect
-from segmentation.errors import ConfigError, DatabaseError, ModelError, NotFoundError
-from segmentation.ui import airflow_api, champion, charts, queries, security
+from segmentation.errors import ConfigError, DatabaseError, ModelError
+from segmentation.identifiers import InvalidCustomerId, parse_customer_id
+from segmentation.ui import airflow_api, charts, content, security
 from segmentation.ui.security import Caller
 
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
-MAX_ID = 2**63 - 1
-ID_PATTERN = re.compile(r"[0-9]{1,19}")
 UNPROCESSABLE = 422  # starlette renamed its constant; the code is what clients see
-ID_RULE = f"the customer id must be a positive whole number (1 to {MAX_ID})"
 
-Reader = Annotated[Caller, Depends(security.reader)]
-PageReader = Annotated[Caller, Depends(security.page_reader)]
+# The caller that the router's dependency authenticated and allowed to read, for the handlers that need it.
+CurrentCaller = Annotated[Caller, Depends(security.current_caller)]
 
 
 class CustomerValues(BaseModel):
@@ -63,13 +62,6 @@ class CustomerValues(BaseModel):
         return {c: None if getattr(self, c) is None else str(getattr(self, c)) for c in ATTRIBUTE_COLUMNS}
 
 
-def parse_customer_id(text: str) -> int:
-    """A customer id from a URL; 422 naming the rule (never echoing the value) when it is not one."""
-    if not ID_PATTERN.fullmatch(text or "") or not 0 < int(text) <= MAX_ID:
-        raise HTTPException(UNPROCESSABLE, ID_RULE)
-    return int(text)
-
-
 # ---- settings, read once per process at the edge ---------------------------------------------------------
 
 
@@ -85,120 +77,6 @@ def _resolved(settings: Settings) -> Settings:
     from segmentation.airflow_tasks import resolve
 
     return resolve(settings, require_key=False)
-
-
-# ---- data assembly, shared by pages and the API -------------------------------------------------------
-
-
-def summary_data(settings: Settings) -> dict[str, Any]:
-    with connect(settings.database_url) as conn, conn.cursor() as cur:
-        latest = queries.latest_distribution_run(cur)
-        dist = queries.distributions(cur, latest["run_id"]) if latest else {}
-        totals = queries.segment_totals(dist)
-        customers = sum(totals.values())
-        data = {
-            "run_id": latest["run_id"] if latest else None,
-            "customers_scored": customers,
-            "segments": [
-                {"segment": s, "customers": n, "share": round(n / customers, 4) if customers else 0.0}
-                for s, n in totals.items()
-            ],
-            "share_history": queries.share_history(cur),
-            "freshness": queries.freshness(cur),
-            "last_nightly_run": queries.last_nightly_run(cur),
-            "quarantine": queries.quarantine(cur),
-            "champion": None,
-            "distributions": {k: v for k, v in dist.items() if k != charts.TOTAL_ATTRIBUTE},
-        }
-        row = queries.champion_row(cur)
-    if row:
-        data["champion"] = {
-            "version": row["version"],
-            "model": row["model_name"],
-            "descriptions": {s: (row["profiles"].get(s) or {}).get("description") for s in SEGMENTS},
-        }
-    return data
-
-
-def models_data(settings: Settings, promotions: list[dict[str, Any]]) -> dict[str, Any]:
-    with connect(settings.database_url) as conn, conn.cursor() as cur:
-        versions = queries.model_versions(cur)
-        row = queries.champion_row(cur)
-    current = None
-    if row:
-        metrics = row["metrics"] or {}
-        current = {
-            "version": row["version"],
-            "model": row["model_name"],
-            "confusion_labels": metrics.get("confusion_labels", list(SEGMENTS)),
-            "confusion_matrix": metrics.get("confusion_matrix"),
-            "ece_per_class": metrics.get("ece_per_class"),
-            "reliability": metrics.get("reliability"),
-        }
-    return {"versions": versions, "champion": current, "promotions": promotions}
-
-
-def quality_data(settings: Settings) -> dict[str, Any]:
-    with connect(settings.database_url) as conn, conn.cursor() as cur:
-        rows = queries.quality(cur)
-    return {"drift_threshold": settings.drift_threshold, "figures": rows}
-
-
-def customer_data(settings: Settings, customer_id: int) -> dict[str, Any]:
-    with connect(settings.database_url) as conn, conn.cursor() as cur:
-        row = queries.customer(cur, customer_id)
-        if row is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no customer with id {customer_id}")
-        history = queries.customer_history(cur, customer_id)
-        description = None
-        if row["segment"]:
-            description = (queries.profiles(cur, row["model_version"]).get(row["segment"]) or {}).get("description")
-        reasons = _customer_reasons(cur, customer_id, settings) if row["segment"] else None
-    probabilities = (
-        {s: round(float(row[f"p_{s.lower()}"]), 4) for s in SEGMENTS} if row["segment"] is not None else None
-    )
-    return {
-        "customer_id": customer_id,
-        "attributes": {c: row[c] for c in ATTRIBUTE_COLUMNS},
-        "updated_at": row["updated_at"],
-        "segment": row["segment"],
-        "probabilities": probabilities,
-        "model_version": row["model_version"],
-        "scored_at": row["scored_at"],
-        "description": description,
-        "history": history,
-        "reasons": reasons,
-        "quarantine": row["quarantine"],
-    }
-
-
-def _customer_reasons(cur: Any, customer_id: int, settings: Settings) -> list[dict[str, Any]] | None:
-    """The reasons of ``explain.explain_customer`` (the model version that scored the customer, against its
-    stored background), with the per-process cached champion when that version scored it; None when that
-    version can no longer explain it (for example the customer's features are gone)."""
-
-    cache_dir, key = settings.model_cache_dir, signing.signing_key(settings)
-
-    def load(cur: Any, version: int) -> Any:
-        current = champion.current(cur, cache_dir, key=key)
-        return current.model if current.version == version else registry.load_model(cur, version, cache_dir, key=key)
-
-    try:
-        with champion.one_thread():
-            return explain.explain_customer(cur, customer_id, cache_dir=cache_dir, load_model=load)["reasons"]
-    except (NotFoundError, ModelError) as exc:
-        log.warning("no reasons for customer %d: %s", customer_id, exc)
-        return None
-
-
-def predict_data(settings: Settings, values: dict[str, str | None]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """(result, field errors): the what-if for raw attribute values."""
-    clean, errors = champion.check(values)
-    if clean is None:
-        return None, errors
-    with connect(settings.database_url) as conn, conn.cursor() as cur:
-        model = champion.current(cur, settings.model_cache_dir, key=signing.signing_key(settings))
-    return champion.score(model, clean), {}
 
 
 def request_promotion(request: Request, caller: Caller, version: int) -> tuple[int, dict[str, Any]]:
@@ -306,6 +184,10 @@ def _handlers(app: FastAPI) -> None:
     async def to_login(request: Request, exc: security.LoginRequired) -> Response:
         return RedirectResponse(security.login_url(request), status_code=status.HTTP_303_SEE_OTHER)
 
+    @app.exception_handler(InvalidCustomerId)
+    async def bad_customer_id(request: Request, exc: InvalidCustomerId) -> Response:
+        return _error(request, UNPROCESSABLE, str(exc))  # names the rule, never the value
+
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
         # The messages name the field and the rule, never the submitted value.
@@ -360,18 +242,21 @@ def _error(request: Request, code: int, detail: str) -> Response:
 
 
 def _pages(app: FastAPI) -> None:
-    @app.get("/", response_class=HTMLResponse, summary="Overview page")
-    def overview(request: Request, caller: PageReader) -> HTMLResponse:
-        data = summary_data(ui_settings())
+    """The pages: an anonymous visitor is sent to Airflow's login, a user without read permission gets 403."""
+    pages = APIRouter(dependencies=[Depends(security.page_reader)])
+
+    @pages.get("/", response_class=HTMLResponse, summary="Overview page")
+    def overview(request: Request, caller: CurrentCaller) -> HTMLResponse:
+        data = content.summary_data(ui_settings())
         return render(
             request, "overview.html", caller, data=data,
             history_chart=charts.share_history(data["share_history"]),
             distribution_charts=charts.attribute_distributions(data["distributions"]),
         )  # fmt: skip
 
-    @app.get("/models", response_class=HTMLResponse, summary="Model registry page")
-    def models_page(request: Request, caller: PageReader, done: str | None = None) -> HTMLResponse:
-        data = models_data(ui_settings(), promotions(request))
+    @pages.get("/models", response_class=HTMLResponse, summary="Model registry page")
+    def models_page(request: Request, caller: CurrentCaller, done: str | None = None) -> HTMLResponse:
+        data = content.models_data(ui_settings(), promotions(request))
         calibration = None
         if data["champion"] and data["champion"]["reliability"]:
             calibration = charts.calibration({"reliability": data["champion"]["reliability"]})
@@ -380,11 +265,11 @@ def _pages(app: FastAPI) -> None:
             may_promote=security.may_promote(caller), done=done,
         )  # fmt: skip
 
-    @app.post("/models/{version}/promote", summary="Promote or roll back (form)", include_in_schema=False)
+    @pages.post("/models/{version}/promote", summary="Promote or roll back (form)", include_in_schema=False)
     def promote_form(
         request: Request,
         version: int,
-        caller: PageReader,
+        caller: CurrentCaller,
         csrf_token: Annotated[str | None, Form()] = None,
         confirm: Annotated[str | None, Form()] = None,
     ) -> Response:
@@ -397,38 +282,38 @@ def _pages(app: FastAPI) -> None:
             f"promotion of v{version} requested as run {result['run_id']}")  # fmt: skip
         return RedirectResponse(f"{_base(request)}/models?done={quote(done)}", status_code=status.HTTP_303_SEE_OTHER)
 
-    @app.get("/quality", response_class=HTMLResponse, summary="Data quality and drift page")
-    def quality_page(request: Request, caller: PageReader) -> HTMLResponse:
-        data = quality_data(ui_settings())
+    @pages.get("/quality", response_class=HTMLResponse, summary="Data quality and drift page")
+    def quality_page(request: Request, caller: CurrentCaller) -> HTMLResponse:
+        data = content.quality_data(ui_settings())
         quality_charts = charts.quality(data["figures"], data["drift_threshold"])
         return render(request, "quality.html", caller, charts_data=quality_charts)
 
-    @app.get("/customers", response_class=HTMLResponse, summary="Customer lookup", include_in_schema=False)
-    def customer_lookup(request: Request, caller: PageReader, id: str = "") -> Response:
+    @pages.get("/customers", response_class=HTMLResponse, summary="Customer lookup", include_in_schema=False)
+    def customer_lookup(request: Request, id: str = "") -> Response:
         customer_id = parse_customer_id(id.strip())
         return RedirectResponse(f"{_base(request)}/customers/{customer_id}", status_code=status.HTTP_303_SEE_OTHER)
 
-    @app.get("/customers/{customer_id}", response_class=HTMLResponse, summary="One customer page")
-    def customer_page(request: Request, customer_id: str, caller: PageReader) -> HTMLResponse:
-        data = customer_data(ui_settings(), parse_customer_id(customer_id))
+    @pages.get("/customers/{customer_id}", response_class=HTMLResponse, summary="One customer page")
+    def customer_page(request: Request, customer_id: str, caller: CurrentCaller) -> HTMLResponse:
+        data = content.customer_data(ui_settings(), parse_customer_id(customer_id))
         return render(request, "customer.html", caller, data=data)
 
-    @app.get("/what-if", response_class=HTMLResponse, summary="What-if form")
-    def what_if(request: Request, caller: PageReader) -> HTMLResponse:
+    @pages.get("/what-if", response_class=HTMLResponse, summary="What-if form")
+    def what_if(request: Request, caller: CurrentCaller) -> HTMLResponse:
         return _what_if_page(request, caller, {}, None, {})
 
-    @app.post("/what-if", response_class=HTMLResponse, summary="What-if form submitted")
-    async def what_if_post(request: Request, caller: PageReader) -> HTMLResponse:
+    @pages.post("/what-if", response_class=HTMLResponse, summary="What-if form submitted")
+    async def what_if_post(request: Request, caller: CurrentCaller) -> HTMLResponse:
         form = await request.form()
         values = {c: (str(form.get(c)) if form.get(c) not in (None, "") else None) for c in ATTRIBUTE_COLUMNS}
-        result, errors = predict_data(ui_settings(), values)
+        result, errors = content.predict_data(ui_settings(), values)
         page = _what_if_page(request, caller, values, result, errors)
         if errors:
             page.status_code = UNPROCESSABLE
         return page
 
-    @app.get("/api/docs", response_class=HTMLResponse, summary="API documentation")
-    def api_docs(request: Request, caller: PageReader) -> HTMLResponse:
+    @pages.get("/api/docs", response_class=HTMLResponse, summary="API documentation")
+    def api_docs(request: Request, caller: CurrentCaller) -> HTMLResponse:
         schema = app.openapi()
         endpoints = [
             {"method": method.upper(), "path": f"{_base(request)}{path}", "summary": op.get("summary", "")}
@@ -436,6 +321,8 @@ def _pages(app: FastAPI) -> None:
             for method, op in ops.items()
         ]
         return render(request, "docs.html", caller, endpoints=endpoints)
+
+    app.include_router(pages)
 
 
 def _what_if_page(
@@ -450,41 +337,44 @@ def _what_if_page(
 
 
 def _api(app: FastAPI) -> None:
-    @app.get("/api/openapi.json", summary="This API's OpenAPI schema")
-    def openapi(caller: Reader) -> JSONResponse:
+    """The JSON API: 401 without a valid Airflow token, 403 without read permission."""
+    api = APIRouter(dependencies=[Depends(security.reader)])
+
+    @api.get("/api/openapi.json", summary="This API's OpenAPI schema")
+    def openapi() -> JSONResponse:
         return JSONResponse(app.openapi())
 
-    @app.get("/api/summary", summary="Overview: shares, history, freshness, last run, quarantine, distributions")
-    def api_summary(caller: Reader) -> JSONResponse:
-        return JSONResponse(jsonable_encoder(summary_data(ui_settings())))
+    @api.get("/api/summary", summary="Overview: shares, history, freshness, last run, quarantine, distributions")
+    def api_summary() -> JSONResponse:
+        return JSONResponse(jsonable_encoder(content.summary_data(ui_settings())))
 
-    @app.get("/api/models", summary="The model registry and the champion's confusion matrix and calibration")
-    def api_models(request: Request, caller: Reader) -> JSONResponse:
-        return JSONResponse(jsonable_encoder(models_data(ui_settings(), promotions(request))))
+    @api.get("/api/models", summary="The model registry and the champion's confusion matrix and calibration")
+    def api_models(request: Request) -> JSONResponse:
+        return JSONResponse(jsonable_encoder(content.models_data(ui_settings(), promotions(request))))
 
-    @app.post(
+    @api.post(
         "/api/models/{version}/promote",
         summary="Promote or roll back to a version: a run of segmentation_promote, as you (202, its id and link)",
         status_code=status.HTTP_202_ACCEPTED,
     )
-    def api_promote(request: Request, version: int, caller: Reader) -> JSONResponse:
+    def api_promote(request: Request, version: int, caller: CurrentCaller) -> JSONResponse:
         security.check_csrf(request, caller, request.headers.get(security.CSRF_HEADER))
         code, result = request_promotion(request, caller, version)
         return JSONResponse(jsonable_encoder(result), status_code=code)
 
-    @app.get("/api/quality", summary="PSI, missing-value rates and reject share over the last runs")
-    def api_quality(caller: Reader) -> JSONResponse:
-        return JSONResponse(jsonable_encoder(quality_data(ui_settings())))
+    @api.get("/api/quality", summary="PSI, missing-value rates and reject share over the last runs")
+    def api_quality() -> JSONResponse:
+        return JSONResponse(jsonable_encoder(content.quality_data(ui_settings())))
 
-    @app.get(
+    @api.get(
         "/api/customers/{customer_id}", summary="One customer: attributes, segment, probabilities, history, reasons"
     )
-    def api_customer(customer_id: str, caller: Reader) -> JSONResponse:
-        return JSONResponse(jsonable_encoder(customer_data(ui_settings(), parse_customer_id(customer_id))))
+    def api_customer(customer_id: str) -> JSONResponse:
+        return JSONResponse(jsonable_encoder(content.customer_data(ui_settings(), parse_customer_id(customer_id))))
 
-    @app.post("/api/predict", summary="What-if: segment, probabilities, description, imputed attributes, reasons")
-    def api_predict(body: CustomerValues, caller: Reader) -> JSONResponse:
-        result, errors = predict_data(ui_settings(), body.raw())
+    @api.post("/api/predict", summary="What-if: segment, probabilities, description, imputed attributes, reasons")
+    def api_predict(body: CustomerValues) -> JSONResponse:
+        result, errors = content.predict_data(ui_settings(), body.raw())
         if errors:
             return JSONResponse(
                 {"detail": "invalid customer: " + ", ".join(e["rule"] for v in errors.values() for e in v),
@@ -492,3 +382,5 @@ def _api(app: FastAPI) -> None:
                 status_code=UNPROCESSABLE,
             )  # fmt: skip
         return JSONResponse(jsonable_encoder(result))
+
+    app.include_router(api)

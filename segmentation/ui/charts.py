@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from segmentation.columns import ATTRIBUTE_COLUMNS, CATEGORICAL_COLUMNS, SEGMENTS
-from segmentation.monitoring import MISSING, NUMERIC_BUCKET_ORDER, TOTAL_ATTRIBUTE
+from segmentation.distributions import MISSING, NUMERIC_BUCKET_ORDER, TOTAL_ATTRIBUTE
 
 COLOURS = {"A": "#1f77b4", "B": "#ff7f0e", "C": "#2ca02c", "D": "#d62728", "all": "#7f7f7f"}
 

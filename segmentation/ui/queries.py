@@ -1,4 +1,5 @@
-"""Every SQL statement of the UI. Values from requests are bound parameters only.
+"""Every SQL statement of the UI (a version's stored segment profiles are read by ``segmentation.predict``).
+Values from requests are bound parameters only.
 
 The overview and quality pages read pre-aggregated figures written by each run's finalise step
 (``segment_distributions``, ``drift_metrics``, ``pipeline_runs.steps``), never scans of ``customer_segments``.
@@ -9,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from segmentation.columns import ATTRIBUTE_COLUMNS, SEGMENTS
-from segmentation.monitoring import TOTAL_ATTRIBUTE
+from segmentation.distributions import TOTAL_ATTRIBUTE
 
 HISTORY_RUNS = 30
 TOP_REASONS = 8
@@ -210,13 +211,6 @@ def customer_history(cur: Any, customer_id: int) -> list[dict[str, Any]]:
            FROM segmentation.segment_history WHERE customer_id = %s ORDER BY changed_at DESC, history_id DESC""",
         (customer_id,),
     )
-
-
-def profiles(cur: Any, version: int) -> dict[str, Any]:
-    """A model version's segment profiles."""
-    cur.execute("SELECT profiles FROM segmentation.model_versions WHERE version = %s", (version,))
-    row = cur.fetchone()
-    return (row[0] or {}) if row else {}
 
 
 def champion_key(cur: Any) -> tuple[int, str] | None:

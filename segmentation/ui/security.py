@@ -89,21 +89,34 @@ def can(caller: Caller, method: str, dag_id: str, *, runs: bool = False) -> bool
 
 
 async def reader(request: Request) -> Caller:
-    """API dependency: an authenticated user who may read the segmentation DAGs."""
+    """The API router's dependency: an authenticated user who may read the segmentation DAGs (401, 403
+    otherwise), kept on ``request.state.caller`` for the handlers (:func:`current_caller`)."""
     caller = await authenticate(request)
     if not can(caller, "GET", READ_DAG_ID):
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"Airflow does not let {caller.name} read {READ_DAG_ID}")
+    request.state.caller = caller
     return caller
 
 
 async def page_reader(request: Request) -> Caller:
-    """Page dependency: as :func:`reader`, but an unauthenticated visitor goes to Airflow's login."""
+    """The page router's dependency: as :func:`reader`, but an unauthenticated visitor goes to Airflow's login."""
     try:
         return await reader(request)
     except HTTPException as exc:
         if exc.status_code == status.HTTP_401_UNAUTHORIZED:
             raise LoginRequired from exc
         raise
+
+
+async def current_caller(request: Request) -> Caller:
+    """A handler's dependency: the caller that its router's :func:`reader` or :func:`page_reader` let in.
+
+    A handler outside the guarded routers has none and is refused (401), never served anonymously.
+    """
+    caller = getattr(request.state, "caller", None)
+    if not isinstance(caller, Caller):
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Not authenticated: log in to Airflow first")
+    return caller
 
 
 def login_url(request: Request) -> str:

@@ -10,7 +10,7 @@ import pytest
 
 from segmentation import alerts, tasks
 from segmentation.config import get_settings
-from tests.helpers import query
+from tests.helpers import current_settings, db_url, query
 from tests.smtp_sink import smtp_sink
 
 pytestmark = [pytest.mark.airflow, pytest.mark.db]
@@ -27,7 +27,14 @@ def test_an_alert_is_delivered_through_the_smtp_connection(
     monkeypatch.setenv("SEGMENTATION_ALERTS_TO", "oncall@example.com,data@example.com")
     with smtp_sink() as sink:
         monkeypatch.setenv("AIRFLOW_CONN_SEGMENTATION_ALERTS", sink.airflow_connection())
-        alerts.raise_alert("drift_retrain", "retraining: input drift", run_id="night-x", task_id="retrain_if_due")
+        alerts.raise_alert(
+            "drift_retrain",
+            "retraining: input drift",
+            run_id="night-x",
+            task_id="retrain_if_due",
+            url=db_url(),
+            settings=current_settings(),
+        )
     [message] = sink.messages
     assert sorted(message.recipients) == ["data@example.com", "oncall@example.com"]
     assert message.subject == "[segmentation] drift_retrain: DAG segmentation_nightly, run night-x"
@@ -44,6 +51,8 @@ def test_an_unreachable_mail_server_loses_no_alert(
         closed = sink.airflow_connection()  # the sink stops: nothing listens on its port any more
     monkeypatch.setenv("AIRFLOW_CONN_SEGMENTATION_ALERTS", closed)
     monkeypatch.setenv("SEGMENTATION_ALERTS_TO", "oncall@example.com")
-    alerts.raise_alert("failed_run", "task x failed: boom", run_id="r", task_id="x", settings=get_settings())
+    alerts.raise_alert(
+        "failed_run", "task x failed: boom", run_id="r", task_id="x", settings=get_settings(), url=db_url()
+    )
     [(delivered, delivery)] = _alerts("failed_run")
     assert delivered is False and delivery.startswith("failed:")

@@ -10,10 +10,11 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from segmentation.data import generate_customers, read_kaggle_csv
+from segmentation.data import read_kaggle_csv
 from segmentation.loading import load_customers, to_raw_text
+from segmentation.synthetic import generate_customers
 from tests.conftest import NEW_CSV
-from tests.helpers import query, scalar
+from tests.helpers import db_url, query, scalar
 
 pytestmark = [pytest.mark.airflow, pytest.mark.db]
 
@@ -49,7 +50,7 @@ def plant_bad_rows() -> dict[int, str]:
         for column, value in overrides.items():
             template.loc[i, column] = value
         expected[BAD_START + i] = reason
-    load_customers(template, run_id="plant")
+    load_customers(template, run_id="plant", url=db_url())
     return expected
 
 
@@ -70,7 +71,9 @@ def snapshot() -> dict[str, object]:
 @pytest.fixture
 def first_night(airflow_db, dagbag, fresh_db: str, small_and_fast: None) -> tuple[object, dict[int, str]]:
     """Customers with planted bad rows, and the first nightly run over them."""
-    load_customers(to_raw_text(generate_customers(N_CUSTOMERS, labelled_share=0.5, seed=2)), run_id="seed")
+    load_customers(
+        to_raw_text(generate_customers(N_CUSTOMERS, labelled_share=0.5, seed=2)), run_id="seed", url=db_url()
+    )
     planted = plant_bad_rows()
     return run(dagbag, "segmentation_nightly", 1), planted
 
@@ -100,7 +103,7 @@ def test_nightly_dag_rescores_exactly_a_new_real_batch(dagbag, first_night) -> N
         pytest.skip("../shared/data/customers_new.csv is not present on this machine")
     assert first_night[0].state == "success"
     stamps = dict(query("SELECT customer_id, updated_at FROM segmentation.customers"))
-    load_customers(read_kaggle_csv(NEW_CSV), run_id="new-batch")
+    load_customers(read_kaggle_csv(NEW_CSV), run_id="new-batch", url=db_url())
     changed = {
         c for c, ts in query("SELECT customer_id, updated_at FROM segmentation.customers") if stamps.get(c) != ts
     }
@@ -116,7 +119,7 @@ def test_nightly_dag_rescores_exactly_a_new_real_batch(dagbag, first_night) -> N
 def test_retrain_dag_gate_refuses_then_force_promotes(
     airflow_db, dagbag, fresh_db: str, small_and_fast: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    load_customers(to_raw_text(generate_customers(2000, labelled_share=0.6, seed=4)), run_id="seed")
+    load_customers(to_raw_text(generate_customers(2000, labelled_share=0.6, seed=4)), run_id="seed", url=db_url())
     assert run(dagbag, "segmentation_nightly", 10).state == "success"
     first_champion = scalar("SELECT version FROM segmentation.model_versions WHERE status = 'champion'")
     monkeypatch.setenv("SEGMENTATION_PROMOTION_MARGIN", "0.5")  # no challenger can gain 50 points

@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from segmentation.data import generate_customers
 from segmentation.loading import load_customers, to_raw_text
-from tests.helpers import query, scalar
+from segmentation.synthetic import generate_customers
+from tests.helpers import db_url, query, scalar
 from tests.smtp_sink import smtp_sink
 
 pytestmark = [pytest.mark.airflow, pytest.mark.db]
@@ -35,7 +35,7 @@ def test_a_failed_run_is_recorded_released_and_announced(
     monkeypatch.setenv("SEGMENTATION_CV_FOLDS", "2")
     monkeypatch.setenv("SEGMENTATION_SHARD_SIZE", "400")
     monkeypatch.setenv("SEGMENTATION_ALERTS_TO", "oncall@example.com")
-    load_customers(to_raw_text(generate_customers(1000, labelled_share=0.5, seed=3)), run_id="seed")
+    load_customers(to_raw_text(generate_customers(1000, labelled_share=0.5, seed=3)), run_id="seed", url=db_url())
     dag = dagbag.dags["segmentation_nightly"]
     # No retries here: dag.test() would wait out the retry delay.
     for task_id in ("score", "retrain_if_due"):

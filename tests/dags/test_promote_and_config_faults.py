@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from segmentation import tasks
-from segmentation.data import generate_customers
 from segmentation.loading import load_customers, to_raw_text
+from segmentation.synthetic import generate_customers
 from tests.airflow_setup import DAGS
-from tests.helpers import scalar
+from tests.helpers import db_url, scalar
 
 pytestmark = [pytest.mark.airflow, pytest.mark.db]
 
@@ -61,7 +61,7 @@ def two_versions(airflow_db, fresh_db: str, monkeypatch: pytest.MonkeyPatch) -> 
     """A scored database whose champion is v1, with a candidate v2."""
     monkeypatch.setenv("SEGMENTATION_CANDIDATES", "logistic_regression")
     monkeypatch.setenv("SEGMENTATION_CV_FOLDS", "2")
-    load_customers(to_raw_text(generate_customers(800, labelled_share=0.6, seed=21)), run_id="seed")
+    load_customers(to_raw_text(generate_customers(800, labelled_share=0.6, seed=21)), run_id="seed", url=db_url())
     tasks.run_nightly("promote-seed")
     tasks.start_run("promote-train", "segmentation_retrain")
     candidate = tasks.train("promote-train", trigger="manual")["version"]

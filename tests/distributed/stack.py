@@ -1,6 +1,10 @@
-"""Start and stop a real Airflow deployment (api-server, scheduler, dag-processor, Celery workers) as
-separate processes, each with its own AIRFLOW_HOME and working directory, so nothing is shared on disk;
+"""Start and stop a real Airflow deployment (api-server, scheduler, dag-processor, triggerer, Celery workers)
+as separate processes, each with its own AIRFLOW_HOME and working directory, so nothing is shared on disk;
 a private Redis server to break; and the queries the distributed tests make of the databases.
+
+A stack either builds one environment for every process from its arguments (``AirflowStack(...)``), or
+gives each process the environment of a named service, e.g. read from docker-compose.yaml
+(``AirflowStack.for_services(...)``).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import psutil
@@ -58,6 +62,12 @@ def redis_answers(host: str = REDIS_HOST, port: int = REDIS_PORT) -> bool:
             return sock.recv(16).startswith(b"+PONG")
     except OSError:
         return False
+
+
+def inherited_env() -> dict[str, str]:
+    """This process's environment without Airflow's or the project's settings, the virtualenv first on PATH."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "SEGMENTATION_"))}
+    return {**inherited, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
 def free_port() -> int:
@@ -184,14 +194,11 @@ class AirflowStack:
         queue: str,
         broker_url: str = f"redis://{REDIS_HOST}:{REDIS_PORT}/0",
     ) -> None:
-        self.root = root
-        self.api_port = free_port()
+        self._setup(root, free_port(), queue)
         sqlalchemy_url = make_url(metadata_url).set(drivername="postgresql+psycopg2")
         rendered = sqlalchemy_url.render_as_string(hide_password=False)
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "SEGMENTATION_"))}
         self.env = {
-            **inherited,
-            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            **inherited_env(),
             "AIRFLOW__CORE__EXECUTOR": executor,
             "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
@@ -211,8 +218,32 @@ class AirflowStack:
             "SEGMENTATION_THREADS": "1",
             "SEGMENTATION_MODEL_SIGNING_KEY": os.environ.get("SEGMENTATION_MODEL_SIGNING_KEY", ""),
         }
+
+    def _setup(self, root: Path, api_port: int, queue: str | None) -> None:
+        self.root = root
+        self.api_port = api_port
         self.queue = queue
+        self.env: dict[str, str] = {}
+        self.service_env: dict[str, dict[str, str]] = {}
         self.processes: list[tuple[str, subprocess.Popen, Path]] = []
+        # The environment each process was started with (Airflow's setproctitle hides /proc/<pid>/environ).
+        self.environments: dict[str, dict[str, str]] = {}
+
+    @classmethod
+    def for_services(cls, root: Path, api_port: int, service_env: Mapping[str, Mapping[str, str]]) -> AirflowStack:
+        """A stack whose processes get :func:`inherited_env` and the whole environment of one named service
+        each (``service=`` of :meth:`start` and :meth:`execute`), with nothing of this module's own settings;
+        the api-server is to listen on ``api_port``. Workers take the default Celery queue."""
+        stack = cls.__new__(cls)
+        stack._setup(root, api_port, None)
+        stack.env = inherited_env()
+        stack.service_env = {name: dict(env) for name, env in service_env.items()}
+        return stack
+
+    def _env(self, name: str, service: str | None, extra: Mapping[str, str] | None) -> dict[str, str]:
+        if service is not None and service not in self.service_env:
+            raise KeyError(f"no environment for service {service!r}")
+        return {**self.env, **self.service_env.get(service or "", {}), **self._home(name), **(extra or {})}
 
     def _home(self, name: str) -> dict[str, str]:
         home = self.root / name
@@ -223,12 +254,16 @@ class AirflowStack:
             "SEGMENTATION_MODELS_DIR": str(home / "models"),
         }
 
-    def run(self, *args: str, timeout: float = 300) -> str:
+    def run(self, *args: str, timeout: float = 300, service: str | None = None) -> str:
         """Run an airflow CLI command to completion; its output, or CalledProcessError with it."""
-        env = {**self.env, **self._home("cli")}
+        return self.execute(["airflow", *args], timeout=timeout, service=service)
+
+    def execute(self, argv: Sequence[str], *, timeout: float = 300, service: str | None = None) -> str:
+        """Run a command to completion in the CLI's home (with ``service``'s environment if given); its
+        output, or CalledProcessError with it."""
         done = subprocess.run(
-            ["airflow", *args],
-            env=env,
+            list(argv),
+            env=self._env("cli", service, None),
             cwd=self.root / "cli" / "work",
             capture_output=True,
             text=True,
@@ -238,15 +273,16 @@ class AirflowStack:
             raise subprocess.CalledProcessError(done.returncode, done.args, done.stdout, done.stderr)
         return done.stdout
 
-    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
-        """Start ``airflow *args`` in its own process group, working directory and AIRFLOW_HOME."""
-        home = self._home(name)
+    def start(self, name: str, *args: str, env: Mapping[str, str] | None = None, service: str | None = None) -> None:
+        """Start ``airflow *args`` in its own process group, working directory and AIRFLOW_HOME, with the
+        environment of ``service`` when given, and ``env`` on top."""
         logfile = self.root / f"{name}.log"
+        self.environments[name] = self._env(name, service, env)
         with logfile.open("wb") as out:
             process = subprocess.Popen(
                 ["airflow", *args],
-                env={**self.env, **home, **(env or {})},
-                cwd=Path(home["AIRFLOW_HOME"]).parent / "work",
+                env=self.environments[name],
+                cwd=self.root / name / "work",
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -259,21 +295,20 @@ class AirflowStack:
         self.start("scheduler", "scheduler")
         self.start("dag-processor", "dag-processor")
 
-    def start_worker(self, name: str, concurrency: int) -> None:
+    def start_worker(
+        self, name: str, concurrency: int, *, service: str | None = None, env: Mapping[str, str] | None = None
+    ) -> None:
+        """A Celery worker on the stack's queue (or Celery's default queue when it has none)."""
+        queues = ("--queues", self.queue) if self.queue else ()
         self.start(
             name,
-            "celery",
-            "worker",
-            "--queues",
-            self.queue,
-            "--concurrency",
-            str(concurrency),
-            "--celery-hostname",
-            f"{name}@%h",
+            *("celery", "worker", *queues, "--concurrency", str(concurrency), "--celery-hostname", f"{name}@%h"),
             env={
                 "SEGMENTATION_WORKER_NAME": name,
                 "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                **(env or {}),
             },
+            service=service,
         )
 
     def process(self, name: str) -> subprocess.Popen:

@@ -19,8 +19,8 @@ import pytest
 
 from segmentation import tasks
 from segmentation.config import DB_POOL_NAME
-from segmentation.data import generate_customers
 from segmentation.loading import load_customers, to_raw_text
+from segmentation.synthetic import generate_customers
 from tests.conftest import admin_url, drop_database
 from tests.distributed.stack import (
     copy_database,
@@ -32,6 +32,7 @@ from tests.distributed.stack import (
     task_states,
     wait_for,
 )
+from tests.helpers import db_url
 
 pytestmark = [pytest.mark.airflow, pytest.mark.db]
 log = logging.getLogger(__name__)
@@ -51,7 +52,9 @@ def twin_databases(fresh_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[t
     """Two customer databases with the same cleaned customers and the same champion, none scored."""
     monkeypatch.setenv("SEGMENTATION_CANDIDATES", "logistic_regression")
     monkeypatch.setenv("SEGMENTATION_CV_FOLDS", "2")
-    load_customers(to_raw_text(generate_customers(N_CUSTOMERS, labelled_share=0.5, seed=11)), run_id="seed")
+    load_customers(
+        to_raw_text(generate_customers(N_CUSTOMERS, labelled_share=0.5, seed=11)), run_id="seed", url=db_url()
+    )
     tasks.clean("prepare")
     tasks.build_features("prepare")
     assert tasks.retrain_if_due("prepare")["promoted"]

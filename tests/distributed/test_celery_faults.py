@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis import Redis
 
 from segmentation import tasks
 from segmentation.config import DB_POOL_NAME
-from segmentation.data import generate_customers
 from segmentation.db import reset_url_cache
 from segmentation.loading import load_customers, to_raw_text
 from segmentation.migrations import migrate
+from segmentation.synthetic import generate_customers
 from tests.conftest import admin_url, create_database, drop_database
 from tests.distributed.stack import (
     DAG_ID,
@@ -40,6 +41,7 @@ from tests.distributed.stack import (
     wait_for,
     wait_run,
 )
+from tests.helpers import db_url
 
 pytestmark = [pytest.mark.airflow, pytest.mark.db]
 log = logging.getLogger(__name__)
@@ -52,6 +54,7 @@ CHUNK_SIZE = 10
 PIPELINE_ENV = {"SEGMENTATION_SHARD_SIZE": str(SHARD_SIZE), "SEGMENTATION_CHUNK_SIZE": str(CHUNK_SIZE)}
 WORKERS = ("worker-1", "worker-2")
 REDIS_DOWN_S = 5
+WORKER_SLOTS = 2 * len(WORKERS)  # start_celery: two workers of two slots each
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -75,7 +78,7 @@ def template_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         try:
             migrate(url)
             customers = generate_customers(N_CUSTOMERS, labelled_share=0.5, seed=11)
-            load_customers(to_raw_text(customers), run_id="seed")
+            load_customers(to_raw_text(customers), run_id="seed", url=db_url())
             tasks.clean("prepare")
             tasks.build_features("prepare")
             assert tasks.retrain_if_due("prepare")["promoted"]
@@ -273,79 +276,134 @@ def test_worker_killed_mid_shard_is_retried_on_the_other_worker(
 def test_redis_restarted_mid_run(
     tmp_path: Path, template_db: str, undisturbed: dict[str, list[tuple]], metadata_db: str
 ) -> None:
+    """The broker dies (SIGKILL, no persistence) while both workers run shards and one more shard's message
+    waits in it, and comes back empty. The running shards finish in their first try; the shard whose message
+    died with the broker stays queued until ``task_queued_timeout``, when the scheduler requeues it, once; no
+    task fails, and the first run succeeds, with the segments and history of the undisturbed run."""
     customers = copy_database(admin_url(), template_db)
     redis = RedisServer(tmp_path / "broker")
     redis.start()
     run_id = f"redis__{uuid.uuid4().hex[:8]}"
     stack = start_celery(tmp_path, "redis", metadata_db, customers, redis.url)
-    runs = [run_id]
+    at_kill: dict[int, str] = {}  # each scoring shard's state (by map index) when the broker died
+    backlog: list[int] = []  # messages waiting in the broker, undelivered, when it died
     try:
+        # One pool slot more than the workers' slots: the shard queued last finds no free worker, and as Celery
+        # (task_acks_late, prefetch multiplier 1) fetches no more than a worker's concurrency, its message waits
+        # in the broker, so that killing the broker surely loses a message.
+        stack.run("pools", "set", DB_POOL_NAME, str(WORKER_SLOTS + 1), "segmentation scoring shards")
         trigger_nightly(stack, metadata_db, run_id)
         triggered = time.monotonic()
 
-        def scoring() -> bool:
+        def a_message_waits_in_the_broker() -> bool:
             stack.check_alive()
-            return task_states_of(metadata_db, run_id, "score").get("running", 0) > 0
+            states = score_states(metadata_db, run_id)
+            if list(states.values()).count("running") < WORKER_SLOTS or "queued" not in states.values():
+                return False
+            at_kill.clear()
+            at_kill.update(states)
+            backlog[:] = [broker_backlog(redis, stack.queue)]
+            return backlog[0] > 0
 
-        wait_for("scoring under way", scoring, 600, every=0.2)
-        in_flight = task_states_of(metadata_db, run_id, "score")
+        wait_for("all worker slots scoring, a message in the broker", a_message_waits_in_the_broker, 600, every=0.2)
         down = time.monotonic()
         redis.kill()
         time.sleep(REDIS_DOWN_S)
         redis.start()
+        # Back to as many slots as the workers have: no message waits in the broker from now on (one that did
+        # could outwait task_queued_timeout behind a running shard).
+        stack.run("pools", "set", DB_POOL_NAME, str(WORKER_SLOTS), "segmentation scoring shards")
         state = wait_run(stack, metadata_db, run_id)
-        first_done = time.monotonic()
-        if state != "success":
-            # Failed cleanly: the next run must finish the work.
-            runs.append(f"redis_rerun__{uuid.uuid4().hex[:8]}")
-            trigger_nightly(stack, metadata_db, runs[-1])
-            state = wait_run(stack, metadata_db, runs[-1])
         finished = time.monotonic()
-        assert state == "success", (task_states(metadata_db, runs[-1]), stack.tail(stack.root / "scheduler.log"))
+        # The first run recovers by itself: no re-run is needed.
+        assert state == "success", (task_states(metadata_db, run_id), stack.tail(stack.root / "scheduler.log"))
     finally:
         stack.stop()
         redis.kill()
 
     for worker in WORKERS:  # the restart reached the workers: each lost its broker connection
         assert "Connection to broker lost" in (stack.root / f"{worker}.log").read_text(errors="replace"), worker
+    running = sorted(index for index, shard_state in at_kill.items() if shard_state == "running")
+    queued = sorted(index for index, shard_state in at_kill.items() if shard_state == "queued")
     try:
         assert segments(customers) == undisturbed["segments"]
         assert history(customers) == undisturbed["history"]  # one change per customer: no duplicate
-        retries = fetch(
+        tries = score_tries(metadata_db, run_id)
+        requeued = requeues(metadata_db, run_id)
+        retried = fetch(
             metadata_db,
-            "SELECT count(*) FROM task_instance WHERE dag_id = %s AND run_id = %s AND try_number > 1",
+            """SELECT task_id, map_index, try_number FROM task_instance
+               WHERE dag_id = %s AND run_id = %s AND try_number > 1""",
             (DAG_ID, run_id),
-        )[0][0]
-        # A message lost with the broker leaves its task queued until [scheduler] task_queued_timeout.
-        requeued = fetch(
-            metadata_db,
-            "SELECT count(*) FROM log WHERE dag_id = %s AND run_id = %s AND event = 'stuck in queued reschedule'",
-            (DAG_ID, run_id),
-        )[0][0]
+        )
+        # A message lost with the broker leaves its task queued until [scheduler] task_queued_timeout; the
+        # scheduler then requeues it, once: each lost message was a shard queued at the kill, and every
+        # message waiting in the broker was lost.
+        assert requeued, f"no shard requeued, though {backlog[0]} message(s) died with the broker: {at_kill}"
+        assert set(requeued) <= set(queued), (requeued, at_kill)
+        assert len(requeued) >= backlog[0], (requeued, backlog, at_kill)
+        assert set(requeued.values()) == {1}, requeued
+        # The shards running at the kill need no broker to finish: each did in its first try, never requeued.
+        assert all(tries[index] == 1 for index in running) and not set(running) & set(requeued), (tries, requeued)
+        # No task failed for the restart: a lost message is requeued, not failed and retried.
+        assert retried == [], retried
+        assert task_states(metadata_db, run_id) == {"success": 6 + len(tries)}
     finally:
         drop_database(customers)
     log.info(
-        "Redis killed %.0f s after the trigger with scoring tasks %s, restarted after %d s; first run %s "
-        "%.0f s after the trigger with %d task(s) retried and %d requeued after being stuck in queued; %s; "
-        "segments and history equal the undisturbed run on %d customers, %.0f s in all",
+        "Redis killed %.0f s after the trigger with shards %s running and %s queued (%d message(s) waiting in "
+        "it), restarted after %d s; shard(s) %s requeued after being stuck in queued, %d task(s) retried; "
+        "run %s succeeded %.0f s after the trigger; segments and history equal the undisturbed run on %d "
+        "customers",
         down - triggered,
-        in_flight,
+        running,
+        queued,
+        backlog[0],
         REDIS_DOWN_S,
+        sorted(requeued),
+        len(retried),
         run_id,
-        first_done - triggered,
-        retries,
-        requeued,
-        "completed" if len(runs) == 1 else f"re-run {runs[-1]} succeeded",
-        N_CUSTOMERS,
         finished - triggered,
+        N_CUSTOMERS,
     )
 
 
-def task_states_of(metadata: str, run_id: str, task_id: str) -> dict[str, int]:
+def score_states(metadata: str, run_id: str) -> dict[int, str]:
+    """The state of every scoring shard's task instance, by map index."""
     rows = fetch(
         metadata,
-        """SELECT state, count(*) FROM task_instance WHERE dag_id = %s AND run_id = %s AND task_id = %s
-           GROUP BY state""",
-        (DAG_ID, run_id, task_id),
+        "SELECT map_index, state FROM task_instance WHERE dag_id = %s AND run_id = %s AND task_id = 'score'",
+        (DAG_ID, run_id),
     )
-    return {str(state): int(n) for state, n in rows}
+    return {int(index): str(state) for index, state in rows}
+
+
+def score_tries(metadata: str, run_id: str) -> dict[int, int]:
+    """The try number of every scoring shard's task instance, by map index."""
+    rows = fetch(
+        metadata,
+        "SELECT map_index, try_number FROM task_instance WHERE dag_id = %s AND run_id = %s AND task_id = 'score'",
+        (DAG_ID, run_id),
+    )
+    return {int(index): int(tries) for index, tries in rows}
+
+
+def requeues(metadata: str, run_id: str) -> dict[int, int]:
+    """How often the scheduler requeued each scoring shard found stuck in queued, by map index."""
+    rows = fetch(
+        metadata,
+        """SELECT map_index, count(*) FROM log WHERE dag_id = %s AND run_id = %s AND task_id = 'score'
+           AND event = 'stuck in queued reschedule' GROUP BY map_index""",
+        (DAG_ID, run_id),
+    )
+    return {int(index): int(n) for index, n in rows}
+
+
+def broker_backlog(broker: RedisServer, queue: str) -> int:
+    """Messages for ``queue`` waiting in the broker, not yet delivered to a worker (kombu keeps one list per
+    priority step: the queue's name, then the name, a separator and the step)."""
+    client = Redis.from_url(broker.url, socket_timeout=5)
+    try:
+        return sum(int(client.llen(key)) for key in (queue, *(f"{queue}\x06\x16{step}" for step in (3, 6, 9))))
+    finally:
+        client.close()

@@ -7,10 +7,10 @@ import logging
 import pytest
 
 from segmentation import alerts, tasks
-from segmentation.data import generate_customers
 from segmentation.errors import ConfigError, RejectThresholdExceeded
 from segmentation.loading import load_customers, to_raw_text
-from tests.helpers import execute, load_generated, query
+from segmentation.synthetic import generate_customers
+from tests.helpers import current_settings, db_url, execute, load_generated, query
 
 pytestmark = pytest.mark.db
 
@@ -32,7 +32,7 @@ def test_a_refused_batch_raises_an_alert_that_is_stored_without_a_connection(
     fresh_db: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     bad = to_raw_text(generate_customers(40, seed=4)).assign(age="forty")
-    load_customers(bad, run_id="bad-load")
+    load_customers(bad, run_id="bad-load", url=db_url())
     tasks.start_run("bad-night")
     caplog.set_level(logging.INFO, logger="segmentation.alerts")
     with pytest.raises(RejectThresholdExceeded):
@@ -92,4 +92,4 @@ def test_a_segment_share_that_moved_more_than_the_setting_raises_an_alert(
 
 def test_an_unknown_alert_kind_is_refused() -> None:
     with pytest.raises(ConfigError, match="not allowed"):
-        alerts.raise_alert("everything_is_fine", "no")
+        alerts.raise_alert("everything_is_fine", "no", url=db_url(), settings=current_settings())

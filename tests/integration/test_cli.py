@@ -77,3 +77,11 @@ def test_bad_input_is_a_clear_error_not_a_traceback(fresh_db: str, capsys) -> No
     assert main(["load-csv", "/nonexistent/file.csv"]) == 2
     assert main(["model", "promote", "99"]) == 2
     assert "no model versions yet" in capsys.readouterr().err  # an empty registry names the next step
+
+
+@pytest.mark.parametrize("customer_id", ["0", "-4", "abc", "1.5", "99999999999999999999"])
+def test_explain_refuses_what_is_not_a_customer_id_in_the_same_words_as_the_pages(capsys, customer_id: str) -> None:
+    # The id is checked before the database is asked anything, by the parser the web app uses too.
+    assert main(["explain", customer_id]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: the customer id must be a positive whole number (1 to 9223372036854775807)\n"

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from segmentation.cli import build_parser
-from segmentation.data import generate_customers, write_kaggle_csv
+from segmentation.data import write_kaggle_csv
+from segmentation.synthetic import generate_customers
 from tests.conftest import create_database, drop_database
 
 pytestmark = pytest.mark.db

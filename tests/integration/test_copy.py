@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from segmentation.db import connect
 from segmentation.pgcopy import binary_copy_payload, copy_binary_in
+from tests.helpers import db_url
 
 pytestmark = pytest.mark.db
 
@@ -27,7 +28,7 @@ TEXT = st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00")  
 
 
 def _roundtrip(frame: pd.DataFrame, columns: list[str] = COLUMNS) -> list[tuple]:
-    with connect() as conn, conn.cursor() as cur:
+    with connect(db_url()) as conn, conn.cursor() as cur:
         cur.execute(TABLE)
         assert copy_binary_in(cur, frame, "roundtrip", columns) == len(frame)
         cur.execute(f"SELECT {', '.join(columns)} FROM roundtrip ORDER BY k")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from segmentation import monitoring, tasks
+from segmentation import distributions, tasks
 from segmentation.db import connect
-from tests.helpers import execute, load_generated, query, scalar
+from tests.helpers import db_url, execute, load_generated, query, scalar
 
 pytestmark = pytest.mark.db
 
-TOTAL = monitoring.TOTAL_ATTRIBUTE
+TOTAL = distributions.TOTAL_ATTRIBUTE
 
 
 def _distributions(run_id: str) -> dict:
@@ -83,8 +83,8 @@ def _all_rows(run_id: str) -> set[tuple]:
 
 def _recomputed() -> set[tuple]:
     """The distributions of the live tables by one SQL scan, as a busy night computes them."""
-    with connect() as conn, conn.cursor() as cur:
-        monitoring.record_segment_distributions(cur, "recomputed")
+    with connect(db_url()) as conn, conn.cursor() as cur:
+        distributions.record_segment_distributions(cur, "recomputed")
     rows = _all_rows("recomputed")
     execute("DELETE FROM segmentation.segment_distributions WHERE run_id = 'recomputed'")
     return rows

@@ -13,7 +13,7 @@ from segmentation.db import connect
 from segmentation.errors import ModelError
 from segmentation.monitoring import current_drift, reference_distributions
 from segmentation.pgcopy import copy_frame_out
-from tests.helpers import execute, load_generated, scalar
+from tests.helpers import db_url, execute, load_generated, scalar
 
 pytestmark = pytest.mark.db
 
@@ -28,7 +28,7 @@ def test_the_same_data_has_no_drift(fresh_db: str) -> None:
     load_generated(2000, seed=3)
     tasks.clean("r1")
     tasks.build_features("r1")
-    with connect() as conn, conn.cursor() as cur:
+    with connect(db_url()) as conn, conn.cursor() as cur:
         reference = reference_distributions(_features_frame(cur))
         drift = current_drift(cur, reference)
     assert set(drift) == {*CATEGORICAL_COLUMNS, *NUMERIC_COLUMNS}
@@ -36,7 +36,7 @@ def test_the_same_data_has_no_drift(fresh_db: str) -> None:
     assert max(drift.values()) < 1e-4, drift
     # A shifted population does drift: everyone 30 years older.
     execute("UPDATE segmentation.customer_features SET age = LEAST(age + 30, 100)")
-    with connect() as conn, conn.cursor() as cur:
+    with connect(db_url()) as conn, conn.cursor() as cur:
         assert current_drift(cur, reference)["age"] > 1.0
 
 

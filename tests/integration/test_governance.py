@@ -7,7 +7,7 @@ import pytest
 from segmentation import registry, tasks
 from segmentation.db import connect
 from segmentation.errors import ModelError
-from tests.helpers import load_generated, query, scalar
+from tests.helpers import db_url, load_generated, query, scalar
 
 pytestmark = pytest.mark.db
 
@@ -65,11 +65,11 @@ def test_force_promotion_is_recorded_and_rollback_restores_the_old_champion(trai
     rescored = tasks.score_all("rescore-1")
     assert rescored["rows"] == scalar("SELECT count(*) FROM segmentation.customer_features")
 
-    with connect() as conn, conn.cursor() as cur:
+    with connect(db_url()) as conn, conn.cursor() as cur:
         registry.promote(cur, trained_night, reason="rollback", forced=True)
     assert champion() == trained_night
     assert scalar("SELECT count(*) FROM segmentation.model_versions WHERE status = 'champion'") == 1
-    with connect() as conn, conn.cursor() as cur, pytest.raises(ModelError, match="does not exist"):
+    with connect(db_url()) as conn, conn.cursor() as cur, pytest.raises(ModelError, match="does not exist"):
         registry.promote(cur, 999, reason="typo")
 
 
@@ -93,7 +93,7 @@ def test_input_drift_triggers_a_retrain(trained_night: int) -> None:
     )
     assert set(psi) >= {"age", "profession"} and max(psi.values()) < 0.25
 
-    with connect() as conn, conn.cursor() as cur:  # the customer base shifts: everyone is now a lawyer
+    with connect(db_url()) as conn, conn.cursor() as cur:  # the customer base shifts: everyone is now a lawyer
         cur.execute("UPDATE segmentation.customers SET profession = 'Lawyer', updated_at = now()")
     tasks.clean("night-3")
     tasks.build_features("night-3")

@@ -7,15 +7,16 @@ import shutil
 import pandas as pd
 import pytest
 
-from segmentation import registry, tasks
+from segmentation import planning, registry, tasks
 from segmentation.config import get_settings
-from segmentation.data import generate_customers, read_kaggle_csv
+from segmentation.data import read_kaggle_csv
 from segmentation.db import connect
 from segmentation.errors import ModelError, RejectThresholdExceeded
 from segmentation.loading import load_customers, to_raw_text
 from segmentation.migrations import migrate, migration_files
+from segmentation.synthetic import generate_customers
 from tests.conftest import NEW_CSV, TRAIN_CSV
-from tests.helpers import load_generated, query, scalar
+from tests.helpers import db_url, load_generated, model_key, query, scalar
 
 pytestmark = pytest.mark.db
 
@@ -64,16 +65,16 @@ def test_a_changed_applied_migration_fails_init_db_and_names_the_file(fresh_db: 
 
 def test_loading_upserts_by_id_and_bumps_updated_at_only_on_change(fresh_db: str) -> None:
     frame = to_raw_text(generate_customers(200, seed=3))
-    first = load_customers(frame, run_id="l1")
+    first = load_customers(frame, run_id="l1", url=db_url())
     assert (first.inserted, first.updated, first.unchanged) == (200, 0, 0)
     before = dict(query("SELECT customer_id, updated_at FROM segmentation.customers"))
 
-    again = load_customers(frame, run_id="l2")
+    again = load_customers(frame, run_id="l2", url=db_url())
     assert (again.inserted, again.updated, again.unchanged) == (0, 0, 200)
 
     changed = frame.copy()
     changed.loc[changed["customer_id"] == "5", "age"] = "77"
-    third = load_customers(changed, run_id="l3")
+    third = load_customers(changed, run_id="l3", url=db_url())
     assert (third.inserted, third.updated) == (0, 1)
     after = dict(query("SELECT customer_id, updated_at FROM segmentation.customers"))
     assert [cid for cid in after if after[cid] != before[cid]] == [5]
@@ -82,7 +83,7 @@ def test_loading_upserts_by_id_and_bumps_updated_at_only_on_change(fresh_db: str
 
 def test_cleaning_quarantines_with_reasons_and_is_incremental(fresh_db: str) -> None:
     load_generated(100)
-    with connect() as conn, conn.cursor() as cur:
+    with connect(db_url()) as conn, conn.cursor() as cur:
         cur.execute("UPDATE segmentation.customers SET age = 'old' WHERE customer_id = 7")
         cur.execute("UPDATE segmentation.customers SET gender = '  FEMALE ' WHERE customer_id = 8")
     figures = tasks.clean("run-1")
@@ -94,7 +95,7 @@ def test_cleaning_quarantines_with_reasons_and_is_incremental(fresh_db: str) -> 
 
 def test_too_many_bad_rows_fail_the_batch_and_write_nothing(fresh_db: str) -> None:
     load_generated(50)
-    with connect() as conn, conn.cursor() as cur:
+    with connect(db_url()) as conn, conn.cursor() as cur:
         cur.execute("UPDATE segmentation.customers SET family_size = '0' WHERE customer_id <= 20")
     with pytest.raises(RejectThresholdExceeded, match=r"20 of 50 rows \(40.0%\)"):
         tasks.clean("run-bad")
@@ -140,7 +141,7 @@ def test_nightly_run_scores_everyone_once_and_a_rerun_changes_nothing(fresh_db: 
     changed = to_raw_text(generate_customers(3000, seed=1, labelled_share=0.5))
     changed = changed[changed["customer_id"].isin(["10", "20", "30"])].assign(age="66")
     new = to_raw_text(generate_customers(5, seed=9, start_id=10_001))
-    load_customers(pd.concat([changed, new]), run_id="load-2")
+    load_customers(pd.concat([changed, new]), run_id="load-2", url=db_url())
     third = tasks.run_nightly("night-3")
     assert third["score"]["rows"] == 8
     rescored = {r[0] for r in query("SELECT customer_id FROM segmentation.customer_segments WHERE run_id = 'night-3'")}
@@ -151,25 +152,25 @@ def test_a_tampered_artifact_is_never_loaded(fresh_db: str, fast_training: None)
     load_generated(1500)
     tasks.run_nightly("n1")
     version = scalar("SELECT version FROM segmentation.model_versions WHERE status = 'champion'")
-    with connect() as conn, conn.cursor() as cur:
+    with connect(db_url()) as conn, conn.cursor() as cur:
         cur.execute(
             "UPDATE segmentation.model_versions SET artifact = artifact || '\\x00'::bytea WHERE version = %s",
             (version,),
         )
     cache = get_settings().model_cache_dir
     # This worker has a verified copy keyed by the registered sha256, so it keeps using the genuine model.
-    with connect() as conn, conn.cursor() as cur:
-        assert registry.load_model(cur, version, cache) is not None
+    with connect(db_url()) as conn, conn.cursor() as cur:
+        assert registry.load_model(cur, version, cache, key=model_key()) is not None
     # A worker without that copy must refuse the tampered bytes.
     shutil.rmtree(cache)
-    with connect() as conn, conn.cursor() as cur, pytest.raises(ModelError, match="fails its signature check"):
-        registry.load_model(cur, version, cache)
+    with connect(db_url()) as conn, conn.cursor() as cur, pytest.raises(ModelError, match="fails its signature check"):
+        registry.load_model(cur, version, cache, key=model_key())
     # A corrupt local copy is never used either: it is discarded and the database copy is checked.
     cache.mkdir(parents=True)
     sha = scalar("SELECT sha256 FROM segmentation.model_versions WHERE version = %s", (version,))
     (cache / f"{sha}.joblib").write_bytes(b"garbage")
-    with connect() as conn, conn.cursor() as cur, pytest.raises(ModelError, match="fails its signature check"):
-        registry.load_model(cur, version, cache)
+    with connect(db_url()) as conn, conn.cursor() as cur, pytest.raises(ModelError, match="fails its signature check"):
+        registry.load_model(cur, version, cache, key=model_key())
     assert not (cache / f"{sha}.joblib").exists()
 
 
@@ -179,14 +180,14 @@ def test_real_data_loads_without_quarantine_and_new_batch_rescores_exactly_the_c
 ) -> None:
     if not (TRAIN_CSV.exists() and NEW_CSV.exists()):
         pytest.skip("../shared/data is not present on this machine")
-    load_customers(read_kaggle_csv(TRAIN_CSV), run_id="load-train")
+    load_customers(read_kaggle_csv(TRAIN_CSV), run_id="load-train", url=db_url())
     first = tasks.run_nightly("real-1")
     assert first["clean"]["rejected"] == 0
     n_train = scalar("SELECT count(*) FROM segmentation.customers")
     assert first["score"]["rows"] == n_train
 
     before = dict(query("SELECT customer_id, updated_at FROM segmentation.customers"))
-    load_customers(read_kaggle_csv(NEW_CSV), run_id="load-new")
+    load_customers(read_kaggle_csv(NEW_CSV), run_id="load-new", url=db_url())
     after = dict(query("SELECT customer_id, updated_at FROM segmentation.customers"))
     touched = {cid for cid, ts in after.items() if before.get(cid) != ts}
     second = tasks.run_nightly("real-2")
@@ -212,7 +213,7 @@ def test_chunked_sharded_scoring_equals_scoring_in_one_piece(
     chunked = query(f"SELECT {columns} FROM segmentation.customer_segments ORDER BY customer_id")
     assert len(chunked) == 2000
 
-    with connect() as conn, conn.cursor() as cur:
+    with connect(db_url()) as conn, conn.cursor() as cur:
         cur.execute("TRUNCATE segmentation.customer_segments, segmentation.segment_history")
     monkeypatch.setenv("SEGMENTATION_SHARD_SIZE", "1000000")
     monkeypatch.setenv("SEGMENTATION_CHUNK_SIZE", "1000000")
@@ -220,8 +221,8 @@ def test_chunked_sharded_scoring_equals_scoring_in_one_piece(
     assert query(f"SELECT {columns} FROM segmentation.customer_segments ORDER BY customer_id") == chunked
 
     # And both equal predicting every row in memory: the binary COPY write path loses no bit.
-    with connect() as conn, conn.cursor() as cur:
-        model = registry.load_model(cur, registry.champion(cur).version)
+    with connect(db_url()) as conn, conn.cursor() as cur:
+        model = registry.load_model(cur, registry.champion(cur).version, key=model_key())
         frame = scoring.read_features(
             cur, f"SELECT {scoring.FEATURE_COLUMNS_SQL} FROM segmentation.customer_features AS f", {}
         )
@@ -241,16 +242,15 @@ def test_chunked_sharded_scoring_equals_scoring_in_one_piece(
 def test_an_increment_plan_queues_each_changed_customer_once_in_balanced_id_ranges(
     fresh_db: str, rows: int, shard_size: int, max_shards: int, expected_sizes: list[int]
 ) -> None:
-    from segmentation import scoring
 
-    with connect() as conn, conn.cursor() as cur:
+    with connect(db_url()) as conn, conn.cursor() as cur:
         cur.execute(
             """INSERT INTO segmentation.customer_features (customer_id, source_updated_at)
                SELECT i * 7, now() FROM generate_series(1, %s) AS i""",
             (rows,),
         )
-        shards, queued_rows = scoring.plan_increment(cur, run_id="plan", shard_size=shard_size, max_shards=max_shards)
-        replanned, _ = scoring.plan_increment(cur, run_id="plan", shard_size=shard_size, max_shards=max_shards)
+        shards, queued_rows = planning.plan_increment(cur, run_id="plan", shard_size=shard_size, max_shards=max_shards)
+        replanned, _ = planning.plan_increment(cur, run_id="plan", shard_size=shard_size, max_shards=max_shards)
         cur.execute(
             """SELECT shard, count(*), min(customer_id), max(customer_id) FROM segmentation.score_queue
                WHERE run_id = 'plan' GROUP BY shard ORDER BY shard"""
@@ -272,7 +272,7 @@ def test_features_built_in_sql_equal_derive_features(fresh_db: str) -> None:
 
     load_generated(3000, labelled_share=0.0)
     tasks.clean("sql-features")
-    with connect() as conn, conn.cursor() as cur:
+    with connect(db_url()) as conn, conn.cursor() as cur:
         # Fractional experience, ages at and below the working-age start, and gaps in either input.
         cur.execute(
             """UPDATE segmentation.clean_customers SET
@@ -285,7 +285,7 @@ def test_features_built_in_sql_equal_derive_features(fresh_db: str) -> None:
     assert tasks.build_features("sql-features")["rows"] == 3000
     assert tasks.build_features("sql-features-again")["rows"] == 0
 
-    with connect() as conn, conn.cursor() as cur:
+    with connect(db_url()) as conn, conn.cursor() as cur:
         clean = copy_frame_out(cur, "SELECT * FROM segmentation.clean_customers ORDER BY customer_id")
         built = copy_frame_out(
             cur,
@@ -319,7 +319,7 @@ def test_bulk_writes_refresh_statistics_and_small_increments_do_not(fresh_db: st
     assert built["rows"] == 50 and built["analyzed"] is False
 
     with pytest.raises(psycopg2.errors.InvalidParameterValue, match="customers is not one of"):
-        with connect() as conn, conn.cursor() as cur:
+        with connect(db_url()) as conn, conn.cursor() as cur:
             cur.execute("SELECT segmentation.analyze_after_bulk_write('customers')")
 
 
@@ -329,7 +329,7 @@ def test_a_rebuild_plan_splits_every_customer_into_one_id_range(fresh_db: str, r
     250,000-row case draws its bounds from a block sample)."""
     from segmentation import rebuild, scoring
 
-    with connect() as conn, conn.cursor() as cur:
+    with connect(db_url()) as conn, conn.cursor() as cur:
         cur.execute(
             """INSERT INTO segmentation.customer_features (customer_id, source_updated_at)
                SELECT i * 7, now() FROM generate_series(1, %s) AS i""",

@@ -15,7 +15,7 @@ from segmentation.cli import main
 from segmentation.columns import CUSTOMER_ID, MODEL_INPUT_COLUMNS
 from segmentation.db import connect
 from segmentation.labelled import holdout_mask
-from tests.helpers import execute, load_generated, scalar
+from tests.helpers import db_url, execute, load_generated, model_key, scalar
 
 pytestmark = pytest.mark.db
 
@@ -34,13 +34,13 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
 
 
 def labelled_frame() -> pd.DataFrame:
-    with connect() as conn, conn.cursor() as cur:
-        return tasks._labelled_features(cur)
+    with connect(db_url()) as conn, conn.cursor() as cur:
+        return tasks.labelled_features(cur)
 
 
 def load_version(version: int, *, evaluation: bool = False):
-    with connect() as conn, conn.cursor() as cur:
-        return registry.load_model(cur, version, evaluation=evaluation)
+    with connect(db_url()) as conn, conn.cursor() as cur:
+        return registry.load_model(cur, version, evaluation=evaluation, key=model_key())
 
 
 def test_served_model_is_refitted_on_every_labelled_row_and_the_gate_compares_evaluation_models(
@@ -143,8 +143,8 @@ def assert_one_line_error(capsys, args: list[str], *words: str) -> None:
 
 
 def test_explain_error_paths(fresh_db: str, quick: None, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert_one_line_error(capsys, ["explain", "abc"], "'abc'", "whole number")
-    assert_one_line_error(capsys, ["explain", "-4"], "'-4'")
+    assert_one_line_error(capsys, ["explain", "abc"], "positive whole number (1 to 9223372036854775807)")
+    assert_one_line_error(capsys, ["explain", "-4"], "positive whole number")
     assert_one_line_error(capsys, ["explain", "99999999999999999999"], "whole number")
     load_generated(1200, seed=7, labelled_share=0.6)
     tasks.clean("r1")

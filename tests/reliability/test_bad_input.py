@@ -11,10 +11,11 @@ from hypothesis import strategies as st
 
 from segmentation import tasks
 from segmentation.cleaning import validate
-from segmentation.data import generate_customers, read_kaggle_csv, write_kaggle_csv
+from segmentation.data import read_kaggle_csv, write_kaggle_csv
 from segmentation.errors import DataError, RejectThresholdExceeded
 from segmentation.loading import load_customers, prepare_load, to_raw_text
-from tests.helpers import query, scalar
+from segmentation.synthetic import generate_customers
+from tests.helpers import db_url, query, scalar
 
 pytestmark = pytest.mark.db
 
@@ -49,7 +50,7 @@ def _planted_batch() -> tuple[dict[int, list[str] | None], object]:
 
 def test_each_kind_of_bad_input_is_quarantined_or_normalised(fresh_db: str) -> None:
     expected, rows = _planted_batch()
-    load_customers(rows, run_id="planted")
+    load_customers(rows, run_id="planted", url=db_url())
     figures = tasks.clean("planted")
     rejects = dict(query("SELECT customer_id, reasons FROM segmentation.customer_rejects"))
     for customer_id, reasons in expected.items():
@@ -75,7 +76,7 @@ def test_null_and_duplicate_ids_in_one_load_are_quarantined(fresh_db: str) -> No
         "7,Male,Yes,40,Yes,Artist,1,Low,2,Cat_6\n"
         "7,Female,No,41,No,Doctor,2,High,3,Cat_4\n"
     )
-    result = load_customers(read_kaggle_csv(io.StringIO(text)), run_id="ids")
+    result = load_customers(read_kaggle_csv(io.StringIO(text)), run_id="ids", url=db_url())
     assert (result.inserted, result.rejected) == (1, 3)
     assert query("SELECT customer_id, gender FROM segmentation.customers") == [(7, "Female")]
     reasons = sorted(r[0][0] for r in query("SELECT reasons FROM segmentation.customer_rejects"))
@@ -90,7 +91,7 @@ def test_an_empty_table_is_a_quiet_successful_run(fresh_db: str, monkeypatch) ->
 
 def test_a_batch_that_is_all_bad_fails_and_writes_nothing(fresh_db: str) -> None:
     rows = to_raw_text(generate_customers(40, seed=9)).assign(age="not a number")
-    load_customers(rows, run_id="all-bad")
+    load_customers(rows, run_id="all-bad", url=db_url())
     with pytest.raises(RejectThresholdExceeded, match=r"40 of 40 rows \(100.0%\)"):
         tasks.clean("all-bad")
     for table in ("clean_customers", "customer_features", "customer_rejects", "customer_segments"):
@@ -141,7 +142,7 @@ def test_fuzzed_csv_files_load_and_clean_without_crashing(fresh_db: str, rows: l
 
     from segmentation.db import connect
 
-    with connect() as conn, conn.cursor() as cur:
+    with connect(db_url()) as conn, conn.cursor() as cur:
         cur.execute(
             "TRUNCATE segmentation.customers, segmentation.customer_rejects, segmentation.clean_customers, "
             "segmentation.customer_labels"
@@ -153,7 +154,7 @@ def test_fuzzed_csv_files_load_and_clean_without_crashing(fresh_db: str, rows: l
         raw = read_kaggle_csv(path)
     except DataError:
         return  # a clear error about the file is an allowed outcome
-    loaded = load_customers(raw, run_id="fuzz")
+    loaded = load_customers(raw, run_id="fuzz", url=db_url())
     try:
         figures = tasks.clean("fuzz")
     except RejectThresholdExceeded:

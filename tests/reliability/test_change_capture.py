@@ -11,7 +11,7 @@ import pytest
 
 from segmentation import tasks
 from segmentation.db import connect
-from tests.helpers import load_generated, query, scalar
+from tests.helpers import db_url, load_generated, query, scalar
 
 pytestmark = pytest.mark.db
 
@@ -29,7 +29,7 @@ def scored(fresh_db: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def _age_change(ids: list[int]) -> None:
-    with connect() as conn, conn.cursor() as cur:
+    with connect(db_url()) as conn, conn.cursor() as cur:
         cur.execute(
             """UPDATE segmentation.customers SET age = (CASE WHEN age::int >= 80 THEN age::int - 7
                                                          ELSE age::int + 7 END)::text, updated_at = now()
@@ -41,6 +41,17 @@ def _age_change(ids: list[int]) -> None:
 def _with_age(n: int, step: int = 97) -> list[int]:
     ids = [r[0] for r in query("SELECT customer_id FROM segmentation.customers WHERE age IS NOT NULL ORDER BY 1")]
     return ids[::step][:n]
+
+
+def _wait_until_blocked(what: str, sql: str, params: tuple, thread: threading.Thread, timeout: float = 60) -> int:
+    """Poll, for at most ``timeout`` seconds while ``thread`` lives, until ``sql`` (``params``) finds the
+    backend that ``what`` names waiting for a lock; its pid."""
+    deadline = time.monotonic() + timeout
+    while not (found := query(sql, params)):
+        assert thread.is_alive(), f"{what}: its thread ended without waiting"
+        assert time.monotonic() < deadline, f"{what}: not seen waiting within {timeout:.0f} s"
+        time.sleep(0.02)
+    return int(found[0][0])
 
 
 def _queues() -> tuple[int, int, int]:
@@ -91,21 +102,32 @@ def test_a_row_changed_while_clean_runs_is_queued_again_and_never_missed(scored:
     results: dict[str, object] = {}
     cleaner = threading.Thread(target=lambda: results.update(first=tasks.clean("during")))
     cleaner.start()
-    deadline = time.monotonic() + 60
-    while not scalar(
-        """SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'
-           AND query LIKE '%%INSERT INTO segmentation.clean_customers%%'"""
-    ):
-        assert time.monotonic() < deadline and cleaner.is_alive(), "clean never reached its write"
-        time.sleep(0.02)
-    # The upstream row changes again while clean holds its taken queue; the writer commits after clean does.
+    cleaner_pid = _wait_until_blocked(
+        "clean at its write, behind the blocker's lock",
+        """SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'
+           AND query LIKE '%%INSERT INTO segmentation.clean_customers%%' AND %s = ANY(pg_blocking_pids(pid))""",
+        (blocker.get_backend_pid(),),
+        cleaner,
+    )
+    # The upstream row changes again while clean holds its taken queue: the trigger's insert into
+    # clean_pending waits for clean's transaction, which deleted the id from the queue.
     writer = threading.Thread(target=_age_change, args=([target],))
     writer.start()
-    time.sleep(0.3)
+    _wait_until_blocked(
+        "the second change, behind clean's transaction",
+        """SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'
+           AND query LIKE '%%UPDATE segmentation.customers SET age%%' AND %s = ANY(pg_blocking_pids(pid))""",
+        (cleaner_pid,),
+        writer,
+    )
+    # Observed order so far: clean has taken its queue and read the row; the change is not committed.
+    assert cleaner.is_alive() and "first" not in results
+    assert int(scalar("SELECT age FROM segmentation.customers WHERE customer_id = %s", (target,))) == old_age
     blocker.rollback()
     blocker.close()
     cleaner.join(timeout=60)
     writer.join(timeout=60)
+    assert not cleaner.is_alive() and not writer.is_alive(), "clean or the writer never finished"
     new_age = int(scalar("SELECT age FROM segmentation.customers WHERE customer_id = %s", (target,)))
     assert new_age != old_age
     assert results["first"]["rows"] == 1
@@ -149,7 +171,7 @@ def test_overlapping_increments_and_a_rebuild_log_each_change_once(scored: str) 
     _age_change(more)
     tasks.clean("prep-2")
     tasks.build_features("prep-2")
-    with connect() as conn, conn.cursor() as cur:
+    with connect(db_url()) as conn, conn.cursor() as cur:
         cur.execute("UPDATE segmentation.scoring_state SET live_model_version = NULL")
     threads = [threading.Thread(target=run, args=(f"over-{i}",)) for i in range(2)]
     for t in threads:

@@ -16,7 +16,7 @@ import pytest
 from segmentation import locks, tasks
 from segmentation.db import connect, reset_url_cache
 from segmentation.errors import DatabaseError, DataError
-from tests.helpers import load_generated, query, scalar
+from tests.helpers import db_url, load_generated, query, scalar
 
 pytestmark = pytest.mark.db
 
@@ -32,7 +32,7 @@ def scored_base(fresh_db: str, monkeypatch: pytest.MonkeyPatch) -> dict:
     load_generated(3000, labelled_share=0.5)
     tasks.run_nightly("undisturbed")
     expected = query(f"SELECT {SEGMENT_COLUMNS} FROM segmentation.customer_segments ORDER BY customer_id")
-    with connect() as conn, conn.cursor() as cur:
+    with connect(db_url()) as conn, conn.cursor() as cur:
         cur.execute("TRUNCATE segmentation.customer_segments, segmentation.segment_history")
     version = int(scalar("SELECT version FROM segmentation.model_versions WHERE status = 'champion'"))
     return {"expected": expected, "version": version, "url": fresh_db}
@@ -83,7 +83,7 @@ def _rescore_and_change(changed: tuple[int, ...] = (10, 20, 30)) -> None:
     """Score everyone again (the fixture emptied the table), then change the age of ``changed`` upstream and
     bring the change through clean and features, so the next plan is an increment of those customers."""
     tasks.run_nightly("base")
-    with connect() as conn, conn.cursor() as cur:
+    with connect(db_url()) as conn, conn.cursor() as cur:
         cur.execute(
             """UPDATE segmentation.customers SET age = (CASE WHEN age::int >= 80 THEN age::int - 1
                                                          ELSE age::int + 1 END)::text, updated_at = now()
@@ -176,7 +176,7 @@ def test_sigkill_during_the_swap_leaves_the_live_table_intact(scored_base: dict,
     tasks.run_nightly("base")  # the live table holds the undisturbed scores again
     history = scalar("SELECT count(*) FROM segmentation.segment_history")
     partition = query("SELECT inhrelid::regclass::text FROM pg_inherits")
-    with connect() as conn, conn.cursor() as cur:  # as after a model change: the next plan rescores everyone
+    with connect(db_url()) as conn, conn.cursor() as cur:  # as after a model change: the next plan rescores everyone
         cur.execute("UPDATE segmentation.scoring_state SET live_model_version = NULL")
     planned = tasks.plan_scoring("killed-3")
     for p in planned:
@@ -271,7 +271,7 @@ def test_rerunning_and_backfilling_leave_the_tables_identical(scored_base: dict)
 )
 def test_upstream_schema_drift_names_the_column(fresh_db: str, ddl: str) -> None:
     load_generated(50)
-    with connect() as conn, conn.cursor() as cur:
+    with connect(db_url()) as conn, conn.cursor() as cur:
         cur.execute(ddl)
     with pytest.raises(DataError, match=r"lacks columns \['(profession|family_size)'\]"):
         tasks.clean("drifted")
@@ -280,7 +280,7 @@ def test_upstream_schema_drift_names_the_column(fresh_db: str, ddl: str) -> None
 
 def test_a_type_change_upstream_is_still_validated(fresh_db: str) -> None:
     load_generated(50)
-    with connect() as conn, conn.cursor() as cur:
+    with connect(db_url()) as conn, conn.cursor() as cur:
         cur.execute("ALTER TABLE segmentation.customers ALTER COLUMN age TYPE numeric USING age::numeric")
         cur.execute("UPDATE segmentation.customers SET age = 17.5, updated_at = now() WHERE customer_id = 3")
     figures = tasks.clean("retyped")
@@ -306,7 +306,7 @@ def test_a_retrain_and_promotion_during_scoring_corrupt_nothing(scored_base: dic
     stop = threading.Event()
 
     def watch() -> None:  # scoring must never see two champions or none
-        with connect() as conn, conn.cursor() as cur:
+        with connect(db_url()) as conn, conn.cursor() as cur:
             while not stop.is_set():
                 cur.execute("SELECT count(*) FROM segmentation.model_versions WHERE status = 'champion'")
                 champion_counts.add(cur.fetchone()[0])

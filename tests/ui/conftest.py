@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import create_database, drop_database
+from tests.helpers import db_url
 
 ROOT = Path(__file__).resolve().parents[2]
 N_CUSTOMERS = 1500
@@ -40,12 +41,12 @@ def _restore(before: dict[str, str | None]) -> None:
 
 
 def _plant_bad_rows() -> None:
-    from segmentation.data import generate_customers
     from segmentation.loading import load_customers, to_raw_text
+    from segmentation.synthetic import generate_customers
 
     bad = to_raw_text(generate_customers(len(BAD_IDS), seed=9, start_id=BAD_IDS[0], labelled_share=0.0))
     bad["age"] = ["abc", "-5", "300", "abc", "17"]
-    load_customers(bad, run_id="plant")
+    load_customers(bad, run_id="plant", url=db_url())
 
 
 @pytest.fixture(scope="session")
@@ -106,8 +107,8 @@ def auth(airflow_db: None) -> object:
     return init_auth_manager()
 
 
-def token_for(auth_manager: object, username: str, role: str) -> str:
-    """A real Airflow JWT, as Airflow's login issues it."""
+def token_for(auth_manager: object, username: str, role: str | None) -> str:
+    """A real Airflow JWT, as Airflow's login issues it (role None: a user the SimpleAuthManager grants nothing)."""
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
 
     return auth_manager.generate_jwt(SimpleAuthManagerUser(username=username, role=role))  # type: ignore[attr-defined]
@@ -119,6 +120,7 @@ def tokens(auth: object) -> dict[str, str]:
         "admin": token_for(auth, "admin", "admin"),
         "viewer": token_for(auth, "viewer", "viewer"),
         "editor": token_for(auth, "editor", "user"),
+        "no_role": token_for(auth, "outsider", None),  # authenticated, but may not read any DAG
     }
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 import pytest
 
 from segmentation.columns import ATTRIBUTE_COLUMNS, SEGMENTS
-from tests.helpers import query, scalar
+from tests.helpers import db_url, model_key, query, scalar
 from tests.ui.conftest import BAD_IDS
 
 pytestmark = [pytest.mark.airflow, pytest.mark.db]
@@ -66,11 +67,98 @@ def test_api_accepts_a_bearer_token_and_the_ui_cookie(client, as_user, tokens, p
     assert as_user("viewer").get(path).status_code == 200
 
 
+def every_route(ui_app) -> list[tuple[str, str, bool]]:
+    """(method, URL, is API) of every route of the mounted Segmentation app, with each path parameter (a model
+    version, a customer id) set to 1; the static files are the one public mount and are left out."""
+    from fastapi.routing import APIRoute
+    from starlette.routing import Mount
+
+    segmentation = next(r.app for r in ui_app.routes if isinstance(r, Mount) and r.path == "/segmentation")
+    walked = []
+    for route in segmentation.routes:
+        if isinstance(route, Mount) and route.path == "/static":
+            continue
+        assert isinstance(route, APIRoute), f"{route.path} is not a route of the guarded routers"
+        url = "/segmentation" + re.sub(r"\{[^}]+\}", "1", route.path)
+        walked += [(method, url, route.path.startswith("/api/") and route.path != "/api/docs")
+                   for method in sorted(route.methods)]  # fmt: skip
+    return walked
+
+
+def call(client, method: str, url: str, is_api: bool, **kwargs):
+    """One request with a valid body for a POST (JSON for the API, the form for pages): the refusal must not
+    depend on a body being absent."""
+    if method == "POST":
+        if is_api:
+            kwargs["json"] = VALID
+        else:
+            kwargs["data"] = {**{k: str(v) for k, v in VALID.items()}, "csrf_token": "x" * 43, "confirm": "yes"}
+    return client.request(method, url, follow_redirects=False, **kwargs)
+
+
+WRITES_AND_LOOKUPS = {("GET", "/segmentation/customers"), ("POST", "/segmentation/what-if"),
+                      ("POST", "/segmentation/models/1/promote"), ("POST", "/segmentation/api/models/1/promote"),
+                      ("POST", "/segmentation/api/predict")}  # fmt: skip
+
+
+def test_every_route_refuses_an_anonymous_caller(ui_app, client) -> None:
+    """Anonymous: every API route answers 401, every page sends the visitor to Airflow's login."""
+    routes = every_route(ui_app)
+    walked = {(method, url) for method, url, _ in routes}
+    assert {("GET", p) for p in PAGES + API_GETS} | WRITES_AND_LOOKUPS <= walked  # the walk is not vacuous
+    for method, url, is_api in routes:
+        response = call(client, method, url, is_api)
+        if is_api:
+            assert response.status_code == 401, (method, url, response.status_code)
+            assert response.json()["detail"].startswith("Not authenticated"), (method, url)
+        else:
+            assert response.status_code == 303, (method, url, response.status_code)
+            assert response.headers["location"].startswith("/auth/login?next="), (method, url)
+
+
+def test_every_route_refuses_a_user_without_read_permission(ui_app, client, as_user, tokens) -> None:
+    """A valid Airflow login whose role grants nothing (SimpleAuthManager: no role, no permission): 403 on every
+    route, with the cookie of the Airflow UI and with a Bearer token, and nothing is done."""
+    champion = champion_version()
+    outsider = as_user("no_role")
+    bearer = {"Authorization": f"Bearer {tokens['no_role']}"}
+    for method, url, is_api in every_route(ui_app):
+        for response in (call(outsider, method, url, is_api), call(client, method, url, is_api, headers=bearer)):
+            assert response.status_code == 403, (method, url, response.status_code)
+            assert "Airflow does not let outsider read segmentation_nightly" in response.text, (method, url)
+            assert "Segment A (" not in response.text, (method, url)  # no data of the page or the API
+    assert champion_version() == champion
+
+
+def test_an_anonymous_what_if_submission_and_customer_lookup_go_to_the_login(client) -> None:
+    form = {k: str(v) for k, v in VALID.items()}
+    for response in (client.post("/segmentation/what-if", data=form, follow_redirects=False),
+                     client.get("/segmentation/customers?id=1", follow_redirects=False)):  # fmt: skip
+        assert response.status_code == 303
+        assert response.headers["location"].startswith("/auth/login?next=")
+        assert "segment" not in response.text.lower()
+
+
+def test_reading_needs_the_read_permission_on_the_nightly_dag(as_user, client, tokens) -> None:
+    refused = client.get("/segmentation/api/summary", headers={"Authorization": f"Bearer {tokens['no_role']}"})
+    assert refused.status_code == 403
+    assert refused.json() == {"detail": "Airflow does not let outsider read segmentation_nightly"}
+    page = as_user("no_role").get("/segmentation/customers/1")
+    assert page.status_code == 403 and page.headers["content-type"].startswith("text/html")
+    assert "Airflow does not let outsider read segmentation_nightly" in page.text
+    assert 'id="customer-segment"' not in page.text
+    # The same routes answer a viewer, whose role may read the DAG.
+    assert as_user("viewer").get("/segmentation/customers/1").status_code == 200
+
+
 # ---- overview ------------------------------------------------------------------------------------------
 
 
 def test_summary_api_has_four_shares_that_add_up_and_match_the_table(as_user) -> None:
-    data = as_user("viewer").get("/segmentation/api/summary").json()
+    viewer = as_user("viewer")
+    asked = datetime.now(UTC)
+    data = viewer.get("/segmentation/api/summary").json()
+    answered = datetime.now(UTC)
     counts = dict(query("SELECT segment, count(*) FROM segmentation.customer_segments GROUP BY 1"))
     assert {s["segment"]: s["customers"] for s in data["segments"]} == counts
     assert [s["segment"] for s in data["segments"]] == list(SEGMENTS)
@@ -82,7 +170,11 @@ def test_summary_api_has_four_shares_that_add_up_and_match_the_table(as_user) ->
     )
     assert data["run_id"] == "ui-night-2"  # the latest finished run
     assert [h["run_id"] for h in data["share_history"]] == ["ui-night-1", "ui-night-2"]
-    assert data["freshness"]["age_seconds"] >= 0
+    # Freshness: the latest run's finish, and its age when the database answered (same machine, same clock).
+    finished = scalar("SELECT finished_at FROM segmentation.pipeline_runs WHERE run_id = 'ui-night-2'")
+    assert datetime.fromisoformat(data["freshness"]["last_success"]) == finished
+    youngest, oldest = (asked - finished).total_seconds(), (answered - finished).total_seconds()
+    assert youngest - 1.0 <= data["freshness"]["age_seconds"] <= oldest + 1.0, (youngest, oldest)
     run = data["last_nightly_run"]
     assert run["run_id"] == "ui-night-2" and run["status"] == "success"
     assert {s["step"] for s in run["step_rows"]} >= {"clean", "features", "plan", "score", "finalise"}
@@ -209,8 +301,8 @@ def test_customer_api_and_page_give_the_reasons_of_explain_customer(as_user) -> 
     assert_reasons_shape(data["reasons"])
     # The probability is far above the background's mean, so the largest effect raises the assigned segment.
     assert data["reasons"][0]["effect"] > 0
-    with connect() as conn, conn.cursor() as cur:
-        expected = explain.explain_customer(cur, cid, cache_dir=get_settings().model_cache_dir)
+    with connect(db_url()) as conn, conn.cursor() as cur:
+        expected = explain.explain_customer(cur, cid, cache_dir=get_settings().model_cache_dir, key=model_key())
     assert expected["segment"] == segment
     assert [(r["attribute"], r["value"]) for r in data["reasons"]] == [
         (r["attribute"], r["value"]) for r in expected["reasons"]

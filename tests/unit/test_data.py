@@ -24,8 +24,9 @@ from segmentation.columns import (
     SEGMENT,
     SEGMENTS,
 )
-from segmentation.data import generate_customers, read_kaggle_csv, write_kaggle_csv
+from segmentation.data import read_kaggle_csv, write_kaggle_csv
 from segmentation.errors import DataError
+from segmentation.synthetic import generate_customers
 from tests.helpers import REAL_TRAIN_CSV, require_file
 
 _HEADER_START = "ID,Gender,Ever_Married,Age,Graduated,Profession"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from segmentation.monitoring import MISSING, NUMERIC_BUCKET_ORDER, bucket_counts, bucket_labels
+from segmentation.distributions import MISSING, NUMERIC_BUCKET_ORDER, bucket_counts, bucket_labels
 
 
 def test_numeric_buckets_take_their_lower_bound_and_round_family_size_half_to_even() -> None:

@@ -44,3 +44,28 @@ def test_tests_and_benchmarks_accept_only_this_machine(url: str) -> None:
 def test_a_remote_server_is_refused_for_tests_and_benchmarks(host: str) -> None:
     with pytest.raises(ConfigError, match=f"not host '{host}'"):
         require_local(f"postgresql://root:secret@{host}:5432/postgres", "SEGMENTATION_DATABASE_URL")
+
+
+RULE = "the customer id must be a positive whole number (1 to 9223372036854775807)"
+
+
+@pytest.mark.parametrize(("text", "expected"), [("1", 1), ("42", 42), ("007", 7), ("9223372036854775807", 2**63 - 1)])
+def test_customer_ids_from_one_to_the_bigint_limit_pass(text: str, expected: int) -> None:
+    from segmentation.identifiers import parse_customer_id
+
+    assert parse_customer_id(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["0", "00", "-3", "+3", "1.5", "1e3", " 1", "1\n", "", None, "abc", "٣", "9223372036854775808", "9" * 20,
+     "1 OR 1=1", "<script>alert(1)</script>"],
+)  # fmt: skip
+def test_anything_else_is_refused_with_the_rule_and_never_the_text(text: str | None) -> None:
+    from segmentation.errors import DataError
+    from segmentation.identifiers import parse_customer_id
+
+    with pytest.raises(DataError) as refused:
+        parse_customer_id(text)  # type: ignore[arg-type]
+    assert str(refused.value) == RULE
+    assert isinstance(refused.value, ValueError)

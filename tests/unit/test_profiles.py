@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 
 from segmentation.columns import ALLOWED_CATEGORIES, KAGGLE_COLUMNS
-from segmentation.data import generate_customers
 from segmentation.errors import DataError
 from segmentation.profiles import (
     CATEGORY_WORDS,
@@ -22,6 +21,7 @@ from segmentation.profiles import (
     cohens_h,
     segment_profiles,
 )
+from segmentation.synthetic import generate_customers
 from tests.helpers import REAL_TRAIN_CSV, require_file
 
 

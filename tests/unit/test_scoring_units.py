@@ -13,7 +13,7 @@ from segmentation.columns import MODEL_INPUT_COLUMNS
 from segmentation.config import get_settings
 from segmentation.errors import ConfigError, ModelError
 from segmentation.scoring import predict_frame, shard_count
-from segmentation.tasks import worker_identity
+from segmentation.tasks.score import worker_identity
 
 
 @pytest.mark.parametrize(

@@ -236,7 +236,7 @@ def test_tuning_options_refuse_an_unknown_scoring() -> None:
 
 def test_tuning_settings_reach_the_search_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     from segmentation.config import get_settings
-    from segmentation.tasks import training_options
+    from segmentation.tasks.retraining import training_options
 
     for name in ("CANDIDATES", "FACTOR", "SCORING", "MIN_RESOURCES"):
         monkeypatch.delenv(f"SEGMENTATION_TUNE_{name}", raising=False)

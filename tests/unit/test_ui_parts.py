@@ -23,17 +23,54 @@ def test_reliability_bins_count_every_row_and_match_a_perfectly_calibrated_model
 
 
 def test_check_maps_every_broken_rule_to_its_field_and_keeps_valid_rows() -> None:
-    from segmentation.ui.champion import check
+    from segmentation.predict import InvalidCustomer, check_values
 
-    clean, errors = check({"age": "20", "work_experience": "25", "profession": "Astronaut", "family_size": "2.5"})
-    assert clean is None
-    assert {f: [e["rule"] for e in es] for f, es in errors.items()} == {
+    with pytest.raises(InvalidCustomer) as refused:
+        check_values({"age": "20", "work_experience": "25", "profession": "Astronaut", "family_size": "2.5"})
+    assert {f: [e["rule"] for e in es] for f, es in refused.value.errors.items()} == {
         "work_experience": ["work_experience_exceeds_age"],
         "profession": ["profession_not_allowed"],
         "family_size": ["family_size_not_whole"],
     }
-    clean, errors = check({"gender": "  female", "age": None})
-    assert errors == {} and clean.iloc[0]["gender"] == "Female"
+    assert "Astronaut" not in str(refused.value) and str(refused.value).startswith("invalid customer: ")
+    clean = check_values({"gender": "  female", "age": None})
+    assert clean.iloc[0]["gender"] == "Female"
+
+
+class _FixedModel:
+    """Always the same probabilities for A, B, C, D (classes stored in another order, as a pipeline may)."""
+
+    classes_ = ("D", "C", "B", "A")
+
+    def predict_proba(self, frame):
+        return np.tile([0.1, 0.2, 0.3, 0.4], (len(frame), 1))
+
+
+def test_score_customer_validates_before_loading_and_reports_segment_description_imputation_and_reasons() -> None:
+    import pandas as pd
+
+    from segmentation.columns import ATTRIBUTE_COLUMNS
+    from segmentation.predict import InvalidCustomer, Scorer, score_customer
+
+    loads: list[int] = []
+
+    def load() -> Scorer:
+        loads.append(1)
+        background = pd.DataFrame([{"age": 40.0, "profession": "Artist"}], columns=list(ATTRIBUTE_COLUMNS))
+        return Scorer(7, _FixedModel(), {"A": {"description": "Segment A (test)"}}, background)
+
+    with pytest.raises(InvalidCustomer):
+        score_customer({"age": "abc"}, load)
+    assert loads == []  # bad input is reported before any model is loaded
+
+    result = score_customer({"age": "38", "gender": "female", "profession": ""}, load)
+    assert list(result) == ["segment", "probabilities", "model_version", "description", "imputed", "reasons", "values"]
+    assert result["segment"] == "A" and result["model_version"] == 7
+    assert result["probabilities"] == {"A": 0.4, "B": 0.3, "C": 0.2, "D": 0.1}
+    assert result["description"] == "Segment A (test)"
+    assert result["imputed"] == [c for c in ATTRIBUTE_COLUMNS if c not in ("age", "gender")]
+    assert result["values"]["gender"] == "Female" and result["values"]["age"] == 38.0
+    assert len(result["reasons"]) == 5 and all(r["effect"] == 0.0 for r in result["reasons"])
 
 
 def test_steps_summary_sums_the_score_shards() -> None:
