@@ -263,9 +263,9 @@ def tune_or_keep_defaults(
     y: pd.Series,
     *,
     cv_folds: int,
+    options: TuningOptions = TuningOptions(),
     random_state: int,
     n_jobs: int | None = 1,
-    options: TuningOptions = TuningOptions(),
     check_row_cap: int | None = None,
 ) -> TunedModel:
     """Tune ``name`` on ``X``; keep the tuned settings only when they beat the defaults by more than noise

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from segmentation import tasks
 from segmentation.cleaning import validate
+from segmentation.columns import ATTRIBUTE_COLUMNS, CUSTOMER_ID
 from segmentation.data import read_kaggle_csv, write_kaggle_csv
 from segmentation.errors import DataError, RejectThresholdExceeded
 from segmentation.loading import load_customers, prepare_load, to_raw_text
@@ -105,18 +106,7 @@ CELL = st.one_of(
     st.integers(-(10**6), 10**6).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(str),
 )
-COLUMNS = [
-    "customer_id",
-    "gender",
-    "ever_married",
-    "age",
-    "graduated",
-    "profession",
-    "work_experience",
-    "spending_score",
-    "family_size",
-    "var_1",
-]
+COLUMNS = [CUSTOMER_ID, *ATTRIBUTE_COLUMNS]
 ROWS = st.lists(st.fixed_dictionaries({c: CELL for c in COLUMNS}), min_size=1, max_size=25)
 
 

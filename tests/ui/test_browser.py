@@ -213,6 +213,20 @@ def test_log_in_open_segmentation_from_the_nav_what_if_and_a_customer(api_server
         assert page.get_by_role("dialog").get_by_text("Trigger Dag").first.is_visible()
         _shot(page, "airflow-retrain-trigger-form")
 
+        # 5b. Promote from the models page: the api-server asks its own REST API, as this user, for a run of
+        # segmentation_promote; the page says so and lists the pending run with its link into Airflow.
+        target = scalar("SELECT max(version) FROM segmentation.model_versions WHERE status <> 'champion'")
+        page.goto(f"{api_server}/segmentation/models")
+        row = page.locator("table.registry tr", has_text=f"v{target}").first
+        row.locator("input[name=confirm]").check()
+        row.locator("form.promote button").click()
+        page.locator("#done").wait_for()
+        assert f"promotion of v{target} requested as run" in page.locator("#done").inner_text()
+        pending = page.locator("#promotions tr", has_text=f"v{target}").first
+        assert "pending" in pending.inner_text() and "admin" in pending.inner_text()
+        assert "/dags/segmentation_promote/runs/" in pending.locator("a").get_attribute("href")
+        _shot(page, "promotion-pending")
+
         # 6. Every page on its own, for the artifacts and the README.
         for name, path in [("overview", "/"), ("models", "/models"), ("quality", "/quality"),
                            ("what-if", "/what-if"), ("customer", f"/customers/{customer_id}")]:  # fmt: skip
