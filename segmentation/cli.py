@@ -208,13 +208,10 @@ def check_ready(args: argparse.Namespace) -> None:
     """
     if args.command in NO_SCHEMA_COMMANDS or (args.command == "generate" and args.out):
         return
-    from segmentation.config import get_settings
-    from segmentation.db import resolve_database_url
     from segmentation.migrations import check_schema, labelled_counts
 
-    settings = get_settings()
-    url = resolve_database_url(settings)
-    state = check_schema(url, settings.sql_dir, training=args.command == "train")
+    url = _url(args)
+    state = check_schema(url, args.settings.sql_dir, training=args.command == "train")
     if args.command in (*LOADING_COMMANDS, "predict"):  # predict checks its input first, then the champion
         return
     if args.command == "model":
