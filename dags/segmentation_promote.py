@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from airflow.sdk import Asset, Param, dag, task
 
-from segmentation.config import CHAMPION_ASSET_NAME
+from segmentation.config import CHAMPION_ASSET_NAME, PROMOTE_DAG_ID
 from segmentation.dag_defaults import default_args
 
 DOC_MD = """
@@ -30,7 +30,7 @@ CHAMPION = Asset(name=CHAMPION_ASSET_NAME)
 
 
 @dag(
-    dag_id="segmentation_promote",
+    dag_id=PROMOTE_DAG_ID,
     schedule=None,
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,

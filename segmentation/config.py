@@ -159,6 +159,8 @@ def get_settings() -> Settings:
 # Inside Airflow: the connection of the login that registers and promotes model versions (optional; without it
 # training uses the customer database connection).
 TRAINING_CONN_ID = "segmentation_db_training"
+# The DAG that promotes or rolls back to a model version; the UI triggers it through Airflow's REST API.
+PROMOTE_DAG_ID = "segmentation_promote"
 # The Airflow Asset updated whenever a new champion model is promoted; it triggers a rescore.
 CHAMPION_ASSET_NAME = "segmentation_champion_model"
 # The Airflow Asset updated by every finished nightly run, with the run's counts in the event's extra.

@@ -11,9 +11,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from segmentation.config import PROMOTE_DAG_ID
+
 log = logging.getLogger(__name__)
 
-PROMOTE_DAG_ID = "segmentation_promote"
 RECENT_PROMOTIONS = 10
 TIMEOUT_S = 30.0
 

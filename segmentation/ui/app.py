@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from segmentation import registry
 from segmentation.cleaning import REASONS
 from segmentation.columns import ALLOWED_CATEGORIES, ATTRIBUTE_COLUMNS, NUMERIC_COLUMNS, SEGMENTS
-from segmentation.config import Settings, get_settings
+from segmentation.config import PROMOTE_DAG_ID, Settings, get_settings
 from segmentation.db import connect
 from segmentation.errors import ConfigError, DatabaseError, ModelError
 from segmentation.identifiers import InvalidCustomerId, parse_customer_id
@@ -100,7 +100,7 @@ def request_promotion(request: Request, caller: Caller, version: int) -> tuple[i
     return status.HTTP_202_ACCEPTED, {
         "version": version,
         "action": "requested",
-        "dag_id": airflow_api.PROMOTE_DAG_ID,
+        "dag_id": PROMOTE_DAG_ID,
         "run_id": run["run_id"],
         "state": run["state"],
         "url": run_link(request, run["run_id"]),
@@ -110,7 +110,7 @@ def request_promotion(request: Request, caller: Caller, version: int) -> tuple[i
 def run_link(request: Request, run_id: str) -> str:
     """The page of a ``segmentation_promote`` run in Airflow's UI."""
     airflow_base = f"{request.url.scheme}://{request.url.netloc}{_base(request).removesuffix('/segmentation')}"
-    return f"{airflow_base}/dags/{airflow_api.PROMOTE_DAG_ID}/runs/{quote(run_id, safe='')}"
+    return f"{airflow_base}/dags/{PROMOTE_DAG_ID}/runs/{quote(run_id, safe='')}"
 
 
 def promotions(request: Request) -> list[dict[str, Any]]:

@@ -19,8 +19,9 @@ from urllib.parse import urlparse
 
 from fastapi import HTTPException, Request, status
 
+from segmentation.config import PROMOTE_DAG_ID
+
 READ_DAG_ID = "segmentation_nightly"
-PROMOTE_DAG_ID = "segmentation_promote"
 CSRF_COOKIE = "segmentation_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
