@@ -104,6 +104,10 @@ class Settings:
     # Whether the alerts' Airflow connection can be looked up in this process (inside Airflow, or set as
     # AIRFLOW_CONN_<ID> in the environment): the CLI does not import Airflow only to find there is none.
     alerts_connection_here: bool = False
+    # The promotion gate's paired test (segmentation.gate): a challenger is promoted only when its macro-F1
+    # gain has a p-value below ``gate_level``, from ``gate_resamples`` paired-bootstrap resamples.
+    gate_level: float = 0.05
+    gate_resamples: int = 2000
 
     @property
     def model_cache_dir(self) -> Path:
@@ -152,6 +156,8 @@ def get_settings() -> Settings:
         alerts_from=_env("ALERTS_FROM", "segmentation@localhost").strip(),
         training_database_url=os.environ.get(ENV_PREFIX + "TRAINING_DATABASE_URL") or None,
         model_signing_key=os.environ.get(ENV_PREFIX + "MODEL_SIGNING_KEY") or None,
+        gate_level=_number("GATE_LEVEL", 0.05, 0.0001, 0.5),
+        gate_resamples=_number("GATE_RESAMPLES", 2000, 100, 1_000_000),
         alerts_connection_here=bool(os.environ.get(f"AIRFLOW_CONN_{alerts_conn_id.upper()}")),
     )
 

@@ -20,8 +20,33 @@ CALIBRATION_BINS = 10
 
 def evaluate(pipeline: Pipeline, labelled: pd.DataFrame) -> dict[str, Any]:
     """Metrics of a fitted pipeline on labelled customers (derived columns added when absent)."""
+    return evaluate_with_rows(pipeline, labelled)[0]
+
+
+def evaluate_with_rows(pipeline: Pipeline, labelled: pd.DataFrame) -> tuple[dict[str, Any], pd.DataFrame]:
+    """:func:`evaluate`'s metrics and, row by row, the label, the predicted segment and the log loss (for a
+    paired comparison of two models on the same customers, segmentation.gate.paired_test)."""
     labelled = with_derived(labelled)
-    return json_safe(evaluate_frame(pipeline, model_frame(labelled), labels_of(labelled)))
+    X, y = model_frame(labelled), labels_of(labelled)
+    proba = pipeline.predict_proba(X)
+    return json_safe(evaluate_frame(pipeline, X, y, proba=proba)), row_outcomes(pipeline.classes_, y, proba)
+
+
+def row_outcomes(classes: Sequence[object], y: pd.Series, proba: np.ndarray) -> pd.DataFrame:
+    """Per row: ``truth``, ``predicted`` (the most likely class) and ``loss``, minus the log of the probability
+    given to the true class (clipped like scikit-learn's log_loss, whose mean it is)."""
+    names = np.asarray([str(c) for c in classes], dtype=object)
+    position = {name: i for i, name in enumerate(names)}
+    columns = np.array([position.get(str(v), -1) for v in y])
+    true_p = np.where(columns >= 0, proba[np.arange(len(columns)), np.maximum(columns, 0)], 0.0)
+    eps = np.finfo(np.asarray(proba).dtype).eps
+    return pd.DataFrame(
+        {
+            "truth": np.asarray(y, dtype=object).astype(str),
+            "predicted": names[np.argmax(proba, axis=1)],
+            "loss": -np.log(np.clip(true_p, eps, 1.0)),
+        }
+    )
 
 
 def _class_bins(
@@ -95,10 +120,13 @@ def predict_rows_per_second(pipeline: Pipeline, X: pd.DataFrame, *, min_rows: in
     return float(len(batch) / max(time.perf_counter() - started, 1e-9))
 
 
-def evaluate_frame(pipeline: Pipeline, X: pd.DataFrame, y: pd.Series) -> dict[str, Any]:
+def evaluate_frame(
+    pipeline: Pipeline, X: pd.DataFrame, y: pd.Series, *, proba: np.ndarray | None = None
+) -> dict[str, Any]:
     """Holdout metrics: accuracy, macro-F1, log loss, confusion matrix (SEGMENTS order), per-class F1,
-    multi-class Brier score and per-class expected calibration error (ECE) with its mean."""
-    proba = pipeline.predict_proba(X)
+    multi-class Brier score and per-class expected calibration error (ECE) with its mean. ``proba``: the
+    pipeline's probabilities for ``X`` when already computed."""
+    proba = pipeline.predict_proba(X) if proba is None else proba
     classes = [str(c) for c in pipeline.classes_]
     ece = calibration_errors(y.astype(str), proba, classes)
     predicted = pipeline.classes_[np.argmax(proba, axis=1)]

@@ -178,7 +178,7 @@ def evaluate_and_promote(
     were refitted on the holdout too, so comparing them there would reward memory, not skill.
     """
     from segmentation.labelled import holdout_mask
-    from segmentation.metrics import evaluate
+    from segmentation.metrics import evaluate_with_rows
 
     settings = settings or get_settings()
     url = url or training_database_url(settings)  # the login that may promote model versions
@@ -187,7 +187,7 @@ def evaluate_and_promote(
         current = registry.champion(cur)
         labelled = labelled_features(cur)
         holdout = labelled.loc[holdout_mask(labelled[CUSTOMER_ID], settings.holdout_share)]
-        challenger = evaluate(
+        challenger, challenger_rows = evaluate_with_rows(
             registry.load_model(cur, version, settings.model_cache_dir, evaluation=True, key=key), holdout
         )
         figures.update(
@@ -200,17 +200,19 @@ def evaluate_and_promote(
                 promoted=False, forced=False, reason=f"version {version} is already the champion"
             )
         else:
-            incumbent = None
+            incumbent, paired = None, None
             if current is not None:
-                incumbent = evaluate(
+                incumbent, incumbent_rows = evaluate_with_rows(
                     registry.load_model(cur, current.version, settings.model_cache_dir, evaluation=True, key=key),
                     holdout,
                 )
                 figures["champion"] = {"version": current.version, **_headline(incumbent)}
+                paired = paired_test(challenger_rows, incumbent_rows, settings)
             decision = gate.decide(
                 challenger,
                 incumbent,
                 margin=settings.promotion_margin,
+                paired=paired,
                 force=force,
                 champion_version=current.version if current else None,
                 rows=len(holdout),
@@ -232,6 +234,21 @@ def evaluate_and_promote(
         )
     log.info("model version %d %s: %s", version, "promoted" if decision.promoted else "not promoted", decision.reason)
     return figures
+
+
+def paired_test(challenger: pd.DataFrame, champion: pd.DataFrame, settings: Settings) -> gate.PairedTest:
+    """The gate's paired test of two models' row outcomes (segmentation.metrics.row_outcomes) on the same
+    holdout customers, at the configured level."""
+    return gate.paired_test(
+        challenger["truth"].to_numpy(),
+        challenger["predicted"].to_numpy(),
+        champion["predicted"].to_numpy(),
+        challenger["loss"].to_numpy(),
+        champion["loss"].to_numpy(),
+        level=settings.gate_level,
+        resamples=settings.gate_resamples,
+        seed=settings.random_state,
+    )
 
 
 def promote_version(

@@ -36,19 +36,34 @@ def test_gate_refuses_a_challenger_below_the_margin(trained_night: int, monkeypa
     assert status == "rejected" and "gain" in notes
 
 
-def test_gate_promotes_a_challenger_that_clears_the_margin(trained_night: int, monkeypatch) -> None:
-    # On these generated customers (fixed seed), the booster beats the logistic regression champion on both
-    # macro-F1 and log loss, so a margin of -100 points and the log-loss tolerance both let it through.
-    monkeypatch.setenv("SEGMENTATION_PROMOTION_MARGIN", "-1")
-    monkeypatch.setenv("SEGMENTATION_CANDIDATES", "hist_gradient_boosting")
-    challenger = tasks.train("retrain-2", trigger="manual")["version"]
+def test_gate_promotes_a_clear_win_beyond_the_noise(trained_night: int, monkeypatch) -> None:
+    # A weak champion (naive Bayes on 100 rows, forced in), then a booster on every row: a clear win on the
+    # same holdout customers, which the paired test must call significant.
+    weak = tasks.train("weak", trigger="manual", candidates=["naive_bayes"], row_cap=100)["version"]
+    assert tasks.evaluate_and_promote("weak", weak, force=True)["promoted"]
+    challenger = tasks.train("retrain-2", trigger="manual", candidates=["hist_gradient_boosting"])["version"]
     decision = tasks.evaluate_and_promote("retrain-2", challenger)
     # The same holdout customers were scored by both models.
-    assert decision["champion"]["version"] == trained_night
-    assert decision["challenger"]["log_loss"] < decision["champion"]["log_loss"]
-    assert decision["promoted"] is True and decision["forced"] is False
+    assert decision["champion"]["version"] == weak
+    assert decision["challenger"]["macro_f1"] > decision["champion"]["macro_f1"]
+    assert decision["promoted"] is True and decision["forced"] is False, decision["reason"]
+    assert "beyond the noise" in decision["reason"] and "paired bootstrap" in decision["reason"]
     assert champion() == challenger
-    assert scalar("SELECT status FROM segmentation.model_versions WHERE version = %s", (trained_night,)) == "retired"
+    assert scalar("SELECT status FROM segmentation.model_versions WHERE version = %s", (weak,)) == "retired"
+
+
+def test_gate_never_promotes_a_retrain_on_the_same_data(trained_night: int, monkeypatch) -> None:
+    # The same data and settings give the same model: a tie, which must not promote (and so not rescore),
+    # even with a margin of zero.
+    monkeypatch.setenv("SEGMENTATION_PROMOTION_MARGIN", "0")
+    challenger = tasks.train("retrain-same", trigger="manual")["version"]
+    decision = tasks.evaluate_and_promote("retrain-same", challenger)
+    assert decision["promoted"] is False, decision["reason"]
+    assert "gain +0.0000" in decision["reason"] and "tie: never promoted without force" in decision["reason"]
+    assert "p = 1.0000" in decision["reason"]
+    assert champion() == trained_night
+    status = scalar("SELECT status FROM segmentation.model_versions WHERE version = %s", (challenger,))
+    assert status == "rejected"
 
 
 def test_force_promotion_is_recorded_and_rollback_restores_the_old_champion(trained_night: int, monkeypatch) -> None:
