@@ -154,9 +154,7 @@ def test_a_negative_margin_never_lets_a_worse_challenger_through() -> None:
 
 def test_force_overrides_a_refusal() -> None:
     refused = decide(challenger(-0.10, log_loss=2.0), CHAMPION, margin=0.01, paired=significant(p_value=0.9))
-    forced = decide(
-        challenger(-0.10, log_loss=2.0), CHAMPION, margin=0.01, paired=significant(p_value=0.9), force=True
-    )
+    forced = decide(challenger(-0.10, log_loss=2.0), CHAMPION, margin=0.01, paired=significant(p_value=0.9), force=True)
     assert not refused.promoted
     assert (forced.promoted, forced.forced) == (True, True)
     assert forced.reason == FORCED_PREFIX + refused.reason
@@ -173,9 +171,7 @@ def test_gain_exactly_equal_to_the_margin_promotes() -> None:
     # 0.25 and 0.5 are exact in binary, so the gain is exactly the margin.
     champion = {"macro_f1": 0.25, "log_loss": 1.0}
     assert decide({"macro_f1": 0.5, "log_loss": 1.0}, champion, margin=0.25, paired=significant()).promoted
-    assert not decide(
-        {"macro_f1": 0.5 - 2**-40, "log_loss": 1.0}, champion, margin=0.25, paired=significant()
-    ).promoted
+    assert not decide({"macro_f1": 0.5 - 2**-40, "log_loss": 1.0}, champion, margin=0.25, paired=significant()).promoted
 
 
 def test_log_loss_exactly_at_champion_plus_tolerance_promotes() -> None:
