@@ -153,8 +153,10 @@ def decide(
     who = f"champion v{champion_version}" if champion_version is not None else "champion"
     where = f" on {rows} holdout customers" if rows is not None else ""
     noise = paired.words() if paired is not None else "no paired test"
-    verdict = "tie: never promoted without force" if gain == 0 else ("beyond the noise" if beyond_noise else
-                                                                      "within the noise")  # fmt: skip
+    if gain == 0:
+        verdict = "tie: never promoted without force"
+    else:
+        verdict = "beyond the noise" if beyond_noise else "within the noise"
     reason = (
         f"macro-F1 {challenger['macro_f1']:.4f} vs {who} {champion['macro_f1']:.4f}{where} "
         f"(gain {gain:+.4f}, margin {margin:+.4f}; {verdict}); log loss "
