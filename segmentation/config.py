@@ -104,6 +104,10 @@ class Settings:
     # Whether the alerts' Airflow connection can be looked up in this process (inside Airflow, or set as
     # AIRFLOW_CONN_<ID> in the environment): the CLI does not import Airflow only to find there is none.
     alerts_connection_here: bool = False
+    # Realised quality (segmentation.realised): alert when the champion's accuracy on late labels falls more
+    # than ``realised_margin`` (a fraction) below its holdout accuracy, once it has ``realised_min_labels``.
+    realised_margin: float = 0.05
+    realised_min_labels: int = 200
 
     @property
     def model_cache_dir(self) -> Path:
@@ -153,6 +157,8 @@ def get_settings() -> Settings:
         training_database_url=os.environ.get(ENV_PREFIX + "TRAINING_DATABASE_URL") or None,
         model_signing_key=os.environ.get(ENV_PREFIX + "MODEL_SIGNING_KEY") or None,
         alerts_connection_here=bool(os.environ.get(f"AIRFLOW_CONN_{alerts_conn_id.upper()}")),
+        realised_margin=_number("REALISED_MARGIN", 0.05, 0.0, 1.0),
+        realised_min_labels=_number("REALISED_MIN_LABELS", 200, 1, 1_000_000_000),
     )
 
 

@@ -180,7 +180,7 @@ COMMENT ON COLUMN segmentation.segment_summary.last_scored_at IS 'Latest scoring
 COMMENT ON COLUMN segmentation.segment_summary.model_version IS 'Highest model version among the segment''s customers.';
 
 COMMENT ON VIEW segmentation.segment_changes IS
-    'Every change of a scored customer''s segment (first scorings excluded), oldest history first per customer.';
+    'Every change of a scored customer''s segment after its first scoring, with the segment before it.';
 COMMENT ON COLUMN segmentation.segment_changes.customer_id IS 'Customer id.';
 COMMENT ON COLUMN segmentation.segment_changes.previous_segment IS 'Segment before the change.';
 COMMENT ON COLUMN segmentation.segment_changes.segment IS 'Segment after the change.';
