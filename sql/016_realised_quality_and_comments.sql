@@ -69,9 +69,10 @@ CREATE OR REPLACE FUNCTION segmentation.outcome_log_loss(
     label char(1), p_a double precision, p_b double precision, p_c double precision, p_d double precision
 ) RETURNS double precision
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT -ln(least(greatest(CASE label WHEN 'A' THEN p_a WHEN 'B' THEN p_b WHEN 'C' THEN p_c ELSE p_d END,
-                              2.220446049250313e-16::double precision),
+    SELECT -ln(least(greatest(p, 2.220446049250313e-16::double precision),
                      1.0::double precision - 2.220446049250313e-16::double precision))
+    FROM (SELECT CASE label WHEN 'A' THEN p_a WHEN 'B' THEN p_b WHEN 'C' THEN p_c ELSE p_d END) AS chosen (p)
+    WHERE p IS NOT NULL  -- greatest() ignores NULLs: a missing probability must stay missing
 $$;
 
 -- Per model version, label day (UTC) and segment: true positives, false positives, false negatives.
