@@ -24,15 +24,19 @@ def champion_figures(cur: Any) -> dict[str, Any] | None:
     """The champion's holdout accuracy and realised figures (``labelled`` 0 without late labels); None without
     a champion."""
     cur.execute(
-        """SELECT m.version, (m.metrics->>'accuracy')::double precision, coalesce(q.labelled, 0), q.accuracy,
-                  q.macro_f1, q.log_loss, q.window_start, q.window_end
-           FROM segmentation.model_versions AS m
-           LEFT JOIN segmentation.realised_quality AS q ON q.model_version = m.version
-           WHERE m.status = 'champion'"""
+        """SELECT version, (metrics->>'accuracy')::double precision FROM segmentation.model_versions
+           WHERE status = 'champion'"""
     )
-    row = cur.fetchone()
-    if row is None:
+    champion = cur.fetchone()
+    if champion is None:
         return None
+    # A constant version, so that the view's aggregates read only this version's outcomes (by index).
+    cur.execute(
+        """SELECT labelled, accuracy, macro_f1, log_loss, window_start, window_end
+           FROM segmentation.realised_quality WHERE model_version = %s""",
+        (champion[0],),
+    )
+    row = (*champion, *(cur.fetchone() or (0, None, None, None, None, None)))
     keys = ("model_version", "holdout_accuracy", "labelled", "realised_accuracy", "realised_macro_f1")
     keys += ("realised_log_loss", "window_start", "window_end")
     return dict(zip(keys, row, strict=True))

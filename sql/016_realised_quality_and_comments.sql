@@ -63,32 +63,57 @@ FROM segmentation.customer_labels AS l
 JOIN segmentation.customer_segments AS s ON s.customer_id = l.customer_id AND s.scored_at < l.labeled_at
 ON CONFLICT (customer_id) DO NOTHING;
 
--- One outcome's log loss: -ln of the probability given to the label, clipped to [eps, 1 - eps] with eps the
--- float64 machine epsilon (as scikit-learn's log_loss); NULL without probabilities.
-CREATE OR REPLACE FUNCTION segmentation.outcome_log_loss(
-    label char(1), p_a double precision, p_b double precision, p_c double precision, p_d double precision
-) RETURNS double precision
+-- The log loss of one outcome from the probability it gave the label: -ln(p), p clipped to [eps, 1 - eps] with eps
+-- the float64 machine epsilon (as scikit-learn's log_loss); NULL stays NULL. One expression, so it is inlined.
+CREATE OR REPLACE FUNCTION segmentation.clipped_log_loss(p double precision) RETURNS double precision
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT -ln(least(greatest(p, 2.220446049250313e-16::double precision),
-                     1.0::double precision - 2.220446049250313e-16::double precision))
-    FROM (SELECT CASE label WHEN 'A' THEN p_a WHEN 'B' THEN p_b WHEN 'C' THEN p_c ELSE p_d END) AS chosen (p)
-    WHERE p IS NOT NULL  -- greatest() ignores NULLs: a missing probability must stay missing
+    SELECT -ln(CASE WHEN p < 2.220446049250313e-16::double precision THEN 2.220446049250313e-16::double precision
+                    WHEN p > 1.0::double precision - 2.220446049250313e-16::double precision
+                        THEN 1.0::double precision - 2.220446049250313e-16::double precision
+                    ELSE p END)
 $$;
 
--- Per model version, label day (UTC) and segment: true positives, false positives, false negatives.
-CREATE OR REPLACE VIEW segmentation.label_outcome_classes AS
+-- Each outcome with its day (UTC), whether the assignment was right, and its log loss.
+CREATE OR REPLACE VIEW segmentation.label_outcome_scores AS
 SELECT o.model_version,
        (o.labeled_at AT TIME ZONE 'UTC')::date AS day,
+       o.labeled_at,
+       o.label = o.segment AS correct,
+       segmentation.clipped_log_loss(
+           CASE o.label WHEN 'A' THEN o.p_a WHEN 'B' THEN o.p_b WHEN 'C' THEN o.p_c ELSE o.p_d END) AS loss
+FROM segmentation.label_outcomes AS o;
+
+-- Per model version, label day (UTC) and segment: true positives, false positives, false negatives, from the
+-- confusion counts (one pass over the outcomes, then at most 16 cells per version and day).
+CREATE OR REPLACE VIEW segmentation.label_outcome_classes AS
+WITH confusion AS (
+    SELECT model_version, (labeled_at AT TIME ZONE 'UTC')::date AS day, label, segment, count(*) AS n
+    FROM segmentation.label_outcomes
+    GROUP BY 1, 2, 3, 4
+)
+SELECT m.model_version,
+       m.day,
        c.segment,
-       count(*) FILTER (WHERE o.label = c.segment AND o.segment = c.segment) AS true_positives,
-       count(*) FILTER (WHERE o.label <> c.segment AND o.segment = c.segment) AS false_positives,
-       count(*) FILTER (WHERE o.label = c.segment AND o.segment <> c.segment) AS false_negatives
-FROM segmentation.label_outcomes AS o
+       coalesce(sum(m.n) FILTER (WHERE m.label = c.segment AND m.segment = c.segment), 0) AS true_positives,
+       coalesce(sum(m.n) FILTER (WHERE m.label <> c.segment AND m.segment = c.segment), 0) AS false_positives,
+       coalesce(sum(m.n) FILTER (WHERE m.label = c.segment AND m.segment <> c.segment), 0) AS false_negatives
+FROM confusion AS m
 CROSS JOIN (VALUES ('A'::char(1)), ('B'), ('C'), ('D')) AS c (segment)
 GROUP BY 1, 2, 3;
 
+-- Figures are aggregated per version (or version and day) before the macro-F1 is joined, so a query for one
+-- version reads only that version's outcomes.
 CREATE OR REPLACE VIEW segmentation.realised_quality AS
-WITH per_class AS (
+WITH totals AS (
+    SELECT model_version,
+           count(*) AS labelled,
+           (count(*) FILTER (WHERE correct))::double precision / count(*) AS accuracy,
+           CASE WHEN count(loss) = count(*) THEN avg(loss) END AS log_loss,
+           min(labeled_at) AS window_start,
+           max(labeled_at) AS window_end
+    FROM segmentation.label_outcome_scores
+    GROUP BY model_version
+), per_class AS (
     SELECT model_version, segment,
            sum(true_positives) AS tp, sum(false_positives) AS fp, sum(false_negatives) AS fn
     FROM segmentation.label_outcome_classes
@@ -98,37 +123,29 @@ WITH per_class AS (
     FROM per_class
     GROUP BY model_version
 )
-SELECT o.model_version,
-       count(*) AS labelled,
-       (count(*) FILTER (WHERE o.label = o.segment))::double precision / count(*) AS accuracy,
-       f1.macro_f1::double precision AS macro_f1,
-       CASE WHEN count(l.loss) = count(*) THEN avg(l.loss) END AS log_loss,
-       min(o.labeled_at) AS window_start,
-       max(o.labeled_at) AS window_end
-FROM segmentation.label_outcomes AS o
-CROSS JOIN LATERAL (SELECT segmentation.outcome_log_loss(o.label, o.p_a, o.p_b, o.p_c, o.p_d) AS loss) AS l
-JOIN f1 USING (model_version)
-GROUP BY o.model_version, f1.macro_f1;
+SELECT t.model_version, t.labelled, t.accuracy, f1.macro_f1::double precision AS macro_f1, t.log_loss,
+       t.window_start, t.window_end
+FROM totals AS t
+JOIN f1 USING (model_version);
 
 CREATE OR REPLACE VIEW segmentation.realised_quality_daily AS
-WITH f1 AS (
+WITH totals AS (
+    SELECT day, model_version,
+           count(*) AS labelled,
+           (count(*) FILTER (WHERE correct))::double precision / count(*) AS accuracy,
+           CASE WHEN count(loss) = count(*) THEN avg(loss) END AS log_loss
+    FROM segmentation.label_outcome_scores
+    GROUP BY day, model_version
+), f1 AS (
     SELECT model_version, day,
            avg(2.0 * true_positives / (2 * true_positives + false_positives + false_negatives))
                FILTER (WHERE true_positives + false_positives + false_negatives > 0) AS macro_f1
     FROM segmentation.label_outcome_classes
     GROUP BY model_version, day
 )
-SELECT l.day,
-       o.model_version,
-       count(*) AS labelled,
-       (count(*) FILTER (WHERE o.label = o.segment))::double precision / count(*) AS accuracy,
-       f1.macro_f1::double precision AS macro_f1,
-       CASE WHEN count(l.loss) = count(*) THEN avg(l.loss) END AS log_loss
-FROM segmentation.label_outcomes AS o
-CROSS JOIN LATERAL (SELECT (o.labeled_at AT TIME ZONE 'UTC')::date AS day,
-                           segmentation.outcome_log_loss(o.label, o.p_a, o.p_b, o.p_c, o.p_d) AS loss) AS l
-JOIN f1 ON f1.model_version = o.model_version AND f1.day = l.day
-GROUP BY l.day, o.model_version, f1.macro_f1;
+SELECT t.day, t.model_version, t.labelled, t.accuracy, f1.macro_f1::double precision AS macro_f1, t.log_loss
+FROM totals AS t
+JOIN f1 USING (model_version, day);
 
 -- The alert kind of segmentation.realised: kept alongside whatever kinds the check allows already.
 DO $$
