@@ -7,7 +7,9 @@
 --    the one scored before the first label.
 -- 2. realised_quality (per model version) and realised_quality_daily (per label day, UTC): accuracy, macro-F1
 --    over the segments present in labels or assignments (as scikit-learn's f1_score(average='macro')) and log
---    loss (probabilities clipped to [eps, 1 - eps] as scikit-learn's log_loss does).
+--    loss (probabilities clipped to [eps, 1 - eps] as scikit-learn's log_loss does). Built on two internal
+--    views, label_outcome_scores (per outcome) and label_outcome_classes (per version, day and segment), which
+--    analysts are not granted.
 -- 3. The alert kind realised_quality_drop, added to the alerts' kind check whatever else that check allows.
 -- 4. COMMENT ON every analyst view and each of its columns; `segmentation data-dictionary` prints them.
 
@@ -237,7 +239,7 @@ BEGIN
         COMMENT ON COLUMN segmentation.segment_transitions.from_segment IS 'Segment before the run; NULL for a first scoring.';
         COMMENT ON COLUMN segmentation.segment_transitions.to_segment IS 'Segment after the run.';
         COMMENT ON COLUMN segmentation.segment_transitions.cause IS
-            'Why: new (first scoring), model (a new model version), attributes (changed attributes) or both.';
+            'Why: new (first scoring), model (a new model version), attributes (changed attributes) or both (the two together).';
         COMMENT ON COLUMN segmentation.segment_transitions.customers IS 'Customers that made this transition in the run.';
     END IF;
     IF to_regclass('segmentation.segment_feed') IS NOT NULL THEN
