@@ -193,6 +193,25 @@ def cmd_model_sign(args: argparse.Namespace) -> None:
     _emit({"signed": args.version, "artifact_hmac": signature[:12] + "…"})
 
 
+def cmd_data_dictionary(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from segmentation import dictionary
+    from segmentation.db import connect
+
+    with connect(_url(args)) as conn, conn.cursor() as cur:
+        described = dictionary.describe(cur)
+    if absent := dictionary.missing(described):
+        log.warning("analyst views not in this database (left out): %s", absent)
+    text = dictionary.render(described)
+    if not args.readme:
+        print(text, end="")
+        return
+    path = Path(args.readme)
+    path.write_text(dictionary.replace_section(path.read_text(), text))
+    _emit({"written": str(path), "views": [v.name for v in described]})
+
+
 # Commands that need no customer database schema (``generate`` only when it writes a CSV).
 NO_SCHEMA_COMMANDS = ("init-db", "db-url")
 # Commands that make the next step themselves on an empty database.
@@ -212,7 +231,7 @@ def check_ready(args: argparse.Namespace) -> None:
 
     url = _url(args)
     state = check_schema(url, args.settings.sql_dir, training=args.command == "train")
-    if args.command in (*LOADING_COMMANDS, "predict"):  # predict checks its input first, then the champion
+    if args.command in (*LOADING_COMMANDS, "predict", "data-dictionary"):  # predict checks its input first
         return
     if args.command == "model":
         if not state.model_versions:
@@ -298,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain = add("explain", cmd_explain, "why a scored customer is in its segment: top reasons, as JSON")
     explain.add_argument("customer_id", help="the customer's id")
     add("report", cmd_report, "segment summary, model and segment profiles, and how to query them")
+    dictionary = add("data-dictionary", cmd_data_dictionary, "the analyst views and columns, from their SQL comments")
+    dictionary.add_argument("--readme", help="rewrite the data dictionary section of this Markdown file instead")
     model = add("model", lambda a: model.print_help(), "the model registry")
     model_sub = model.add_subparsers(dest="model_command", required=True)
     listing = model_sub.add_parser("list", help="registry history as a table")

@@ -108,6 +108,10 @@ class Settings:
     # gain has a p-value below ``gate_level``, from ``gate_resamples`` paired-bootstrap resamples.
     gate_level: float = 0.05
     gate_resamples: int = 2000
+    # Realised quality (segmentation.realised): alert when the champion's accuracy on late labels falls more
+    # than ``realised_margin`` (a fraction) below its holdout accuracy, once it has ``realised_min_labels``.
+    realised_margin: float = 0.05
+    realised_min_labels: int = 200
 
     @property
     def model_cache_dir(self) -> Path:
@@ -159,6 +163,8 @@ def get_settings() -> Settings:
         gate_level=_number("GATE_LEVEL", 0.05, 0.0001, 0.5),
         gate_resamples=_number("GATE_RESAMPLES", 2000, 100, 1_000_000),
         alerts_connection_here=bool(os.environ.get(f"AIRFLOW_CONN_{alerts_conn_id.upper()}")),
+        realised_margin=_number("REALISED_MARGIN", 0.05, 0.0, 1.0),
+        realised_min_labels=_number("REALISED_MIN_LABELS", 200, 1, 1_000_000_000),
     )
 
 

@@ -64,3 +64,18 @@ GRANT EXECUTE ON FUNCTION segmentation.analyze_after_bulk_write(text) TO segment
 
 -- Per-shard distributions of a full rescore (sql/013), written by the shards and summed by the publish.
 GRANT SELECT, INSERT, DELETE ON segmentation.rebuild_distributions TO segmentation_pipeline;
+
+-- Analysts also read realised quality (sql/016) and the segment transitions and feed (sql/015), never the labels
+-- or label outcomes behind them. The list is segmentation.dictionary.ANALYST_VIEWS; the views of sql/015 are
+-- granted once they exist.
+GRANT SELECT ON segmentation.realised_quality, segmentation.realised_quality_daily TO segmentation_analyst;
+DO $$
+BEGIN
+    IF to_regclass('segmentation.segment_transitions') IS NOT NULL THEN
+        GRANT SELECT ON segmentation.segment_transitions TO segmentation_analyst;
+    END IF;
+    IF to_regclass('segmentation.segment_feed') IS NOT NULL THEN
+        GRANT SELECT ON segmentation.segment_feed TO segmentation_analyst;
+    END IF;
+END
+$$;

@@ -11,7 +11,7 @@ from typing import Any
 
 from threadpoolctl import threadpool_limits
 
-from segmentation import alerts, planning, rebuild, registry, scoring, signing
+from segmentation import alerts, planning, realised, rebuild, registry, scoring, signing
 from segmentation.config import Settings
 from segmentation.db import connect
 from segmentation.distributions import refresh_segment_distributions
@@ -101,7 +101,8 @@ def finalise(run_id: str, *, url: str | None = None, settings: Settings | None =
     """Close the run: publish a full rescore (swap), totals and data-quality figures in ``drift_metrics``.
 
     A run that failed before and now succeeds (a re-run of the same run id) is marked 'success' again. A
-    segment share that moved more than ``SEGMENTATION_SHARE_ALERT`` points since the last run raises an alert.
+    segment share that moved more than ``SEGMENTATION_SHARE_ALERT`` points since the last run raises an alert, and
+    so does the champion's accuracy on late labels falling below its holdout accuracy (``segmentation.realised``).
     Returns the run's counts (customers, per segment, scored this run, reject share), which the nightly DAG
     puts in the extra of its ``segmentation.customer_segments`` Asset event.
     """
@@ -121,6 +122,7 @@ def finalise(run_id: str, *, url: str | None = None, settings: Settings | None =
         scored = int(cur.fetchone()[0])
         figures.update(record_run_metrics(cur, run_id, segment_counts=counts, scored=scored))
         moved = share_moves(cur, run_id, settings.share_alert_points)
+        dropped = realised.check(cur, settings)  # the champion's accuracy on late labels (once per version)
         lap = scoring.add_lap(phases, "metrics", lap)
         figures["distributions"] = refresh_segment_distributions(cur, run_id, counts=counts, scored=scored)
         scoring.add_lap(phases, "distributions", lap)
@@ -144,6 +146,16 @@ def finalise(run_id: str, *, url: str | None = None, settings: Settings | None =
             run_id=run_id,
             task_id="finalise",
             details=moved,
+            url=url,
+            settings=settings,
+        )
+    if dropped:
+        alerts.raise_alert(
+            realised.KIND,
+            realised.alert_text(dropped),
+            run_id=run_id,
+            task_id="finalise",
+            details=dropped,
             url=url,
             settings=settings,
         )

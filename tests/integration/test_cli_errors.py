@@ -47,6 +47,7 @@ COMMANDS: dict[str, tuple[list[str], str | None]] = {
     "model promote": (["model", "promote", "1"], TRAIN),
     "model sign": (["model", "sign", "1"], TRAIN),
     "explain": (["explain", "1"], LOAD),
+    "data-dictionary": (["data-dictionary"], None),
 }
 # Commands that work without the schema; every other one names `segmentation init-db`.
 WITHOUT_SCHEMA = {"init-db", "db-url", "generate --out"}
