@@ -176,15 +176,12 @@ def realised_accuracy(
     days = sorted({r["day"] for r in daily})
     if not days:
         return None
-    left, right, top, bottom = 56, 16, 16, 44
+    left, right, top, bottom = 56, 44, 16, 44
     plot_w, plot_h = width - left - right, height - top - bottom
     span = max((days[-1] - days[0]).days, 1)
     values = [float(r["accuracy"]) for r in daily if r["accuracy"] is not None]
     values += [float(v) for v in holdout.values() if v is not None]
-    lo = max(0.0, math.floor(min(values, default=0.0) * 10) / 10)
-    hi = min(1.0, math.ceil(max(values, default=1.0) * 10) / 10)
-    if hi - lo < 0.1:
-        lo, hi = max(0.0, hi - 0.1), max(hi, 0.1)
+    lo, hi, step = _y_range(min(values, default=0.0), max(values, default=1.0))
 
     def x(day: Any) -> float:
         return round(left + plot_w * ((day - days[0]).days / span if len(days) > 1 else 0.5), 1)
@@ -207,14 +204,23 @@ def realised_accuracy(
             x1, x2 = points[0]["x"], points[-1]["x"]
             line = {"x1": min(x1, x2 - 12), "x2": max(x2, x1 + 12), "y": y(float(reference)), "value": reference}
         series.append({"version": version, "color": _palette(i), "path": path, "points": points, "holdout": line})
-    steps = round((hi - lo) / 0.1)
-    y_ticks = [{"y": y(lo + k * (hi - lo) / steps), "label": f"{100 * (lo + k * (hi - lo) / steps):.0f} %"}
-               for k in range(steps + 1)]  # fmt: skip
+    y_ticks = [{"y": y(lo + k * step), "label": f"{100 * (lo + k * step):.0f} %"}
+               for k in range(round((hi - lo) / step) + 1)]  # fmt: skip
     shown = days if len(days) <= 6 else [days[round(k * (len(days) - 1) / 5)] for k in range(6)]
     return {
         "width": width, "height": height, "left": left, "right": width - right, "top": top, "bottom": height - bottom,
         "x_ticks": [{"x": x(d), "label": d.isoformat()} for d in shown], "y_ticks": y_ticks, "series": series,
     }  # fmt: skip
+
+
+def _y_range(low: float, high: float) -> tuple[float, float, float]:
+    """The accuracy axis: whole ticks of 1, 2, 5, 10, 20 or 25 points around [low, high], within 0..1."""
+    step = next((s for s in (0.01, 0.02, 0.05, 0.1, 0.2) if max(high - low, 0.02) / s <= 6), 0.25)
+    lo = max(0.0, round(math.floor(low / step + 1e-9) * step, 4))
+    hi = min(1.0, round(math.ceil(high / step - 1e-9) * step, 4))
+    if hi - lo < step:
+        lo, hi = (lo, round(lo + step, 4)) if lo + step <= 1.0 else (round(hi - step, 4), hi)
+    return lo, hi, step
 
 
 def categorical(attribute: str) -> bool:

@@ -19,6 +19,28 @@ from tests.conftest import create_database, drop_database
 pytestmark = [pytest.mark.airflow, pytest.mark.db]
 
 TABLES_SQL = Path(__file__).with_name("insights_tables.sql")
+# Whatever the migrations made of the three names (table or view) is dropped in this module's own databases
+# before TABLES_SQL creates them, so the expected figures depend only on the rows a test inserts.
+REPLACE_SQL = """
+DO $$
+DECLARE
+    name text;
+    kind "char";
+BEGIN
+    FOREACH name IN ARRAY ARRAY['segment_transitions', 'realised_quality', 'realised_quality_daily'] LOOP
+        SELECT c.relkind INTO kind FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'segmentation' AND c.relname = name;
+        IF kind IN ('v', 'm') THEN
+            EXECUTE format('DROP %s segmentation.%I CASCADE',
+                           CASE kind WHEN 'v' THEN 'VIEW' ELSE 'MATERIALIZED VIEW' END, name);
+        ELSIF kind IS NOT NULL THEN
+            EXECUTE format('DROP TABLE segmentation.%I CASCADE', name);
+        END IF;
+        kind := NULL;
+    END LOOP;
+END
+$$;
+"""
 RUN_PAGE = "/segmentation/"
 TRANSITIONS = "/segmentation/api/transitions"
 REALISED = "/segmentation/api/realised-quality"
@@ -79,6 +101,7 @@ def _prepared(prefix: str, seed: str | None) -> str:
     url = create_database(prefix)
     migrate(url)
     with connect(url) as conn, conn.cursor() as cur:
+        cur.execute(REPLACE_SQL)
         cur.execute(TABLES_SQL.read_text())
         if seed:
             cur.execute(seed)
