@@ -7,7 +7,9 @@ period's matrix is computed over ``segment_history`` on request only (``insight_
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -20,13 +22,36 @@ from segmentation.db import connect
 from segmentation.ui import charts, security
 from segmentation.ui import insight_queries as q
 
+log = logging.getLogger(__name__)
+
 DEFAULT_PERIOD_DAYS = 7
 NO_LABELS = "no late labels yet: realised accuracy appears once labels arrive for scored customers"
+NOT_MIGRATED = (
+    "these figures need tables that the customer database does not have yet: apply the migrations "
+    "(segmentation init-db)"
+)
 UNPROCESSABLE = 422
 
 
 class BadRequest(ValueError):
     """A request value that the views refuse, with a message that names the field and what is allowed."""
+
+
+class NotMigrated(Exception):
+    """The customer database lacks a relation these views read (the UI is newer than its migrations)."""
+
+
+@contextmanager
+def _reading(settings: Settings) -> Iterator[Any]:
+    """A cursor on the customer database; a missing relation becomes :class:`NotMigrated` (logged)."""
+    import psycopg2.errors
+
+    try:
+        with connect(settings.database_url) as conn, conn.cursor() as cur:
+            yield cur
+    except psycopg2.errors.UndefinedTable as exc:
+        log.warning("segmentation UI: %s", str(exc).strip())
+        raise NotMigrated(NOT_MIGRATED) from exc
 
 
 def today() -> date:
@@ -75,7 +100,7 @@ def _end_of(day: date) -> datetime:
 
 def run_matrix(settings: Settings, run_id: str | None = None, cause: str | None = None) -> dict[str, Any]:
     """A run's transition matrix (default: the last finished scoring run); 404 for an unknown ``run_id``."""
-    with connect(settings.database_url) as conn, conn.cursor() as cur:
+    with _reading(settings) as cur:
         run = q.last_scoring_run(cur) if run_id is None else q.run(cur, run_id)
         if run is None and run_id is not None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no pipeline run with that run_id")
@@ -87,7 +112,7 @@ def run_matrix(settings: Settings, run_id: str | None = None, cause: str | None 
 def period_matrix(settings: Settings, start: date, end: date) -> dict[str, Any]:
     """Each customer's segment at the end of ``start`` against the one at the end of ``end`` (customers with a
     segment at both)."""
-    with connect(settings.database_url) as conn, conn.cursor() as cur:
+    with _reading(settings) as cur:
         rows = q.period_transitions(cur, _end_of(start), _end_of(end))
     matrix = charts.transition_matrix(rows, first_scorings=False)
     return {"mode": "period", "start": start, "end": end, **matrix}
@@ -104,14 +129,19 @@ def overview_context(
     except BadRequest as exc:
         chosen, errors["cause"] = None, str(exc)
     form = {"start": start or default_period(now)[0].isoformat(), "end": end or default_period(now)[1].isoformat()}
-    period = None
-    if start is not None or end is not None:
-        try:
-            period = period_matrix(settings, *parse_period(start, end, now))
-        except BadRequest as exc:
-            errors["period"] = str(exc)
+    period = last_run = None
+    try:
+        last_run = run_matrix(settings, cause=chosen)
+        if start is not None or end is not None:
+            try:
+                period = period_matrix(settings, *parse_period(start, end, now))
+            except BadRequest as exc:
+                errors["period"] = str(exc)
+    except NotMigrated as exc:
+        return {"missing": str(exc), "errors": {}}
     return {
-        "last_run": run_matrix(settings, cause=chosen),
+        "missing": None,
+        "last_run": last_run,
         "period": period,
         "period_form": form,
         "errors": errors,
@@ -120,12 +150,22 @@ def overview_context(
 
 
 def realised(settings: Settings) -> dict[str, Any]:
-    """Realised quality per version and per day, each version's holdout accuracy, and the chart's geometry."""
-    with connect(settings.database_url) as conn, conn.cursor() as cur:
+    """Realised quality per version and per day, each version's holdout accuracy, and the chart's geometry;
+    ``missing`` says so when the database has no such tables yet."""
+    try:
+        return _realised(settings)
+    except NotMigrated as exc:
+        return {"missing": str(exc), "versions": [], "daily": [], "holdout_accuracy": {}, "chart": None,
+                "empty": None}  # fmt: skip
+
+
+def _realised(settings: Settings) -> dict[str, Any]:
+    with _reading(settings) as cur:
         versions = q.realised_quality(cur)
         daily = q.realised_quality_daily(cur)
         holdout = q.holdout_accuracy(cur, sorted({int(r["model_version"]) for r in daily}))
     return {
+        "missing": None,
         "versions": versions,
         "daily": daily,
         "holdout_accuracy": holdout,
@@ -155,6 +195,8 @@ def api_router(settings: Callable[[], Settings]) -> APIRouter:
                 data = period_matrix(settings(), *parse_period(start, end, today()))
         except BadRequest as exc:
             return JSONResponse({"detail": str(exc)}, status_code=UNPROCESSABLE)
+        except NotMigrated as exc:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
         return JSONResponse(jsonable_encoder(data))
 
     @api.get(
@@ -163,6 +205,8 @@ def api_router(settings: Callable[[], Settings]) -> APIRouter:
     )
     def api_realised_quality() -> JSONResponse:
         data = realised(settings())
+        if data.pop("missing"):
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, NOT_MIGRATED)
         data.pop("chart")
         data["holdout_accuracy"] = {str(k): v for k, v in data["holdout_accuracy"].items()}
         return JSONResponse(jsonable_encoder(data))

@@ -94,7 +94,7 @@ NIGHT_2_CAUSES = {"new": 5, "model": 10, "attributes": 4, "both": 2}
 PERIOD = {("A", "B"): 1, ("A", "A"): 1, ("B", "C"): 1, ("D", "D"): 2, ("C", "C"): 1, ("B", "B"): 1}
 
 
-def _prepared(prefix: str, seed: str | None) -> str:
+def _prepared(prefix: str, seed: str | None, *, tables: bool = True) -> str:
     from segmentation.db import connect
     from segmentation.migrations import migrate
 
@@ -102,7 +102,8 @@ def _prepared(prefix: str, seed: str | None) -> str:
     migrate(url)
     with connect(url) as conn, conn.cursor() as cur:
         cur.execute(REPLACE_SQL)
-        cur.execute(TABLES_SQL.read_text())
+        if tables:
+            cur.execute(TABLES_SQL.read_text())
         if seed:
             cur.execute(seed)
     return url
@@ -408,6 +409,27 @@ def test_empty_database_says_so(viewer, empty_db: str, monkeypatch) -> None:
     assert viewer.get(REALISED).json() == {"versions": [], "daily": [], "holdout_accuracy": {}, "empty": NO_LABELS}
     data = viewer.get(TRANSITIONS).json()
     assert data["run"] is None and data["total"] == 0
+
+
+def test_a_database_without_the_tables_says_so_and_the_pages_still_work(viewer, monkeypatch) -> None:
+    """The pages deployed before the migrations that add the three relations: their sections say what is
+    missing, everything else on the pages is served, and the API answers 503 in words."""
+    from segmentation.ui.insights import NOT_MIGRATED
+
+    url = _prepared("seg_insights_old", SEED.split("INSERT INTO segmentation.segment_transitions")[0], tables=False)
+    try:
+        monkeypatch.setenv("SEGMENTATION_DATABASE_URL", url)
+        page = viewer.get(RUN_PAGE, params={"start": "2026-11-01"})
+        assert page.status_code == 200
+        assert f'id="transitions-missing">{NOT_MIGRATED}<' in page.text and "Last nightly run" in page.text
+        quality = viewer.get("/segmentation/quality")
+        assert quality.status_code == 200 and f'id="realised-missing">{NOT_MIGRATED}<' in quality.text
+        assert "Population stability index per input column" in quality.text  # the drift section is there
+        for path in (TRANSITIONS, REALISED):
+            answer = viewer.get(path)
+            assert answer.status_code == 503 and answer.json() == {"detail": NOT_MIGRATED}
+    finally:
+        drop_database(url)
 
 
 # ---- permissions ---------------------------------------------------------------------------------------
