@@ -197,6 +197,7 @@ def api_router(settings: Callable[[], Settings]) -> APIRouter:
             return JSONResponse({"detail": str(exc)}, status_code=UNPROCESSABLE)
         except NotMigrated as exc:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+        data["cells"] = [[{k: c[k] for k in ("from", "to", "customers")} for c in line] for line in data["cells"]]
         return JSONResponse(jsonable_encoder(data))
 
     @api.get(

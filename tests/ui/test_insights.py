@@ -172,6 +172,7 @@ def page_cells(page: str, table_id: str) -> dict[tuple[str, str], int]:
 
 
 def api_cells(data: dict) -> dict[tuple[str, str], int]:
+    assert all(set(c) == {"from", "to", "customers"} for line in data["cells"] for c in line)
     return {(c["from"], c["to"]): c["customers"] for line in data["cells"] for c in line}
 
 
