@@ -30,7 +30,7 @@ from segmentation.config import PROMOTE_DAG_ID, Settings, get_settings
 from segmentation.db import connect
 from segmentation.errors import ConfigError, DatabaseError, ModelError
 from segmentation.identifiers import InvalidCustomerId, parse_customer_id
-from segmentation.ui import airflow_api, charts, content, security
+from segmentation.ui import airflow_api, charts, content, insights, security
 from segmentation.ui.security import Caller
 
 log = logging.getLogger(__name__)
@@ -246,13 +246,20 @@ def _pages(app: FastAPI) -> None:
     pages = APIRouter(dependencies=[Depends(security.page_reader)])
 
     @pages.get("/", response_class=HTMLResponse, summary="Overview page")
-    def overview(request: Request, caller: CurrentCaller) -> HTMLResponse:
+    def overview(
+        request: Request, caller: CurrentCaller, start: str | None = None, end: str | None = None,
+        cause: str | None = None,
+    ) -> HTMLResponse:  # fmt: skip
         data = content.summary_data(ui_settings())
-        return render(
-            request, "overview.html", caller, data=data,
+        transitions = insights.overview_context(ui_settings(), start, end, cause, insights.today())
+        page = render(
+            request, "overview.html", caller, data=data, transitions=transitions,
             history_chart=charts.share_history(data["share_history"]),
             distribution_charts=charts.attribute_distributions(data["distributions"]),
         )  # fmt: skip
+        if transitions["errors"]:
+            page.status_code = UNPROCESSABLE
+        return page
 
     @pages.get("/models", response_class=HTMLResponse, summary="Model registry page")
     def models_page(request: Request, caller: CurrentCaller, done: str | None = None) -> HTMLResponse:
@@ -286,7 +293,8 @@ def _pages(app: FastAPI) -> None:
     def quality_page(request: Request, caller: CurrentCaller) -> HTMLResponse:
         data = content.quality_data(ui_settings())
         quality_charts = charts.quality(data["figures"], data["drift_threshold"])
-        return render(request, "quality.html", caller, charts_data=quality_charts)
+        realised = insights.realised(ui_settings())
+        return render(request, "quality.html", caller, charts_data=quality_charts, realised=realised)
 
     @pages.get("/customers", response_class=HTMLResponse, summary="Customer lookup", include_in_schema=False)
     def customer_lookup(request: Request, id: str = "") -> Response:
@@ -384,3 +392,4 @@ def _api(app: FastAPI) -> None:
         return JSONResponse(jsonable_encoder(result))
 
     app.include_router(api)
+    app.include_router(insights.api_router(ui_settings))

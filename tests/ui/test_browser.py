@@ -23,6 +23,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -238,5 +239,141 @@ def test_log_in_open_segmentation_from_the_nav_what_if_and_a_customer(api_server
                 page.locator("#predict").click()
                 page.locator("#result-segment").wait_for()
             _shot(page, name, docs=True)
+    finally:
+        context.close()
+
+
+# ---- segment transitions and realised quality ----------------------------------------------------------
+
+INSIGHTS_SQL = Path(__file__).with_name("insights_tables.sql")
+
+
+def _is_table(cur, name: str) -> bool:
+    cur.execute(
+        """SELECT c.relkind = 'r' FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+           WHERE n.nspname = 'segmentation' AND c.relname = %s""",
+        (name,),
+    )
+    row = cur.fetchone()
+    return bool(row and row[0])
+
+
+@pytest.fixture
+def insight_rows(scored_db: str) -> Iterator[dict]:
+    """The last scoring run's transitions and some realised quality in the scored database: what the pipeline
+    wrote when it did, else rows derived from the run's segment history and made-up daily accuracies (removed
+    afterwards). Yields the expected cells, the total, and the number of daily points (0: none to draw)."""
+    from segmentation.db import connect
+    from segmentation.ui import insight_queries
+
+    planted: list[str] = []
+    with connect(scored_db) as conn, conn.cursor() as cur:
+        cur.execute(INSIGHTS_SQL.read_text())  # creates only what is missing
+        run_id = insight_queries.last_scoring_run(cur)["run_id"]
+        cur.execute("SELECT count(*) FROM segmentation.segment_transitions WHERE run_id = %s", (run_id,))
+        if cur.fetchone()[0] == 0 and _is_table(cur, "segment_transitions"):
+            cur.execute(
+                """INSERT INTO segmentation.segment_transitions (run_id, from_segment, to_segment, cause, customers)
+                   SELECT run_id, previous_segment, segment,
+                          CASE WHEN previous_segment IS NULL THEN 'new' ELSE 'attributes' END, count(*)
+                   FROM segmentation.segment_history WHERE run_id = %s GROUP BY 1, 2, 3, 4""",
+                (run_id,),
+            )
+            planted.append("segment_transitions")
+        cur.execute(
+            """SELECT coalesce(from_segment, 'new'), to_segment, sum(customers) FROM segmentation.segment_transitions
+               WHERE run_id = %s GROUP BY 1, 2""",
+            (run_id,),
+        )
+        cells = {(f, t): int(n) for f, t, n in cur.fetchall()}
+        cur.execute("SELECT count(*) FROM segmentation.realised_quality_daily")
+        if cur.fetchone()[0] == 0 and _is_table(cur, "realised_quality_daily"):
+            cur.execute("SELECT version FROM segmentation.model_versions WHERE status = 'champion'")
+            version = cur.fetchone()[0]
+            cur.execute(
+                """INSERT INTO segmentation.realised_quality_daily
+                   SELECT current_date - k, %s, 40 + k, 0.5 + k / 100.0, 0.45, NULL FROM generate_series(0, 4) AS k""",
+                (version,),
+            )
+            planted.append("realised_quality_daily")
+            cur.execute("SELECT count(*) FROM segmentation.realised_quality")
+            if cur.fetchone()[0] == 0 and _is_table(cur, "realised_quality"):
+                cur.execute(
+                    """INSERT INTO segmentation.realised_quality
+                       SELECT model_version, sum(labelled), 0.52, 0.45, NULL, min(day), max(day) + 1
+                       FROM segmentation.realised_quality_daily GROUP BY model_version"""
+                )
+                planted.append("realised_quality")
+        cur.execute("SELECT count(*) FROM segmentation.realised_quality_daily")
+        days = int(cur.fetchone()[0])
+    try:
+        yield {"run_id": run_id, "cells": cells, "total": sum(cells.values()), "days": days}
+    finally:
+        with connect(scored_db) as conn, conn.cursor() as cur:
+            if "segment_transitions" in planted:
+                cur.execute("DELETE FROM segmentation.segment_transitions WHERE run_id = %s", (run_id,))
+            for name in ("realised_quality_daily", "realised_quality"):
+                if name in planted:
+                    cur.execute(f"DELETE FROM segmentation.{name}")
+
+
+def test_transition_heat_maps_and_the_realised_accuracy_chart_render(api_server: str, browser, insight_rows) -> None:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    try:
+        page.goto(f"{api_server}/segmentation/")
+        page.wait_for_url(re.compile(r"/auth/login"))
+        page.locator("input[name=username]").fill("viewer")
+        page.locator("input[name=password]").fill(PASSWORD)
+        page.locator("button[type=submit]").click()
+        page.wait_for_url(re.compile(r"/segmentation/?$"))
+
+        # The last scoring run's heat-map: 5 rows (new, A-D) by 4 columns, each cell showing its count.
+        assert page.locator("#transitions-run").inner_text() == insight_rows["run_id"]
+        cells = page.locator("#run-transitions td.cell")
+        assert cells.count() == 20
+        shown = cells.evaluate_all(
+            "cs => cs.map(c => [c.dataset.from, c.dataset.to, c.innerText, getComputedStyle(c).backgroundColor])"
+        )
+        assert {(f, t): int(text.replace(",", "")) for f, t, text, _ in shown if text != "0"} == insight_rows["cells"]
+        assert insight_rows["total"] > 0
+        colours = {(f, t): colour for f, t, _, colour in shown}
+        top = max(insight_rows["cells"], key=insight_rows["cells"].get)
+        assert colours[top] == "rgb(1, 124, 238)"  # the largest cell in full colour
+        assert colours[("A", "A")] == "rgba(1, 124, 238, 0)"  # an empty cell blank
+        page.locator("#run-transitions").scroll_into_view_if_needed()
+        _shot(page, "transitions")
+
+        # The period form: from today to today, every scored customer is on the diagonal.
+        today = datetime.now(UTC).date().isoformat()
+        page.locator("#period-start").fill(today)
+        page.locator("#period-end").fill(today)
+        page.locator("#period-show").click()
+        page.locator("#period-transitions").wait_for()
+        period = page.locator("#period-transitions td.cell").evaluate_all(
+            "cs => cs.map(c => [c.dataset.from, c.dataset.to, Number(c.dataset.customers)])"
+        )
+        assert len(period) == 16
+        scored = scalar("SELECT count(DISTINCT customer_id) FROM segmentation.segment_history")
+        assert sum(n for f, t, n in period if f == t) == scored
+        assert all(n == 0 for f, t, n in period if f != t)
+
+        # The quality page: the realised-accuracy chart, drawn by the server as SVG.
+        page.goto(f"{api_server}/segmentation/quality")
+        if insight_rows["days"] == 0:
+            assert "no late labels yet" in page.locator("#no-late-labels").inner_text()
+            return
+        chart = page.locator("svg#realised-accuracy")
+        chart.scroll_into_view_if_needed()
+        box = chart.bounding_box()
+        assert box and box["width"] > 300 and box["height"] > 150
+        assert page.locator("svg#realised-accuracy g.series").count() >= 1
+        assert page.locator("svg#realised-accuracy circle").count() == insight_rows["days"]
+        path = page.locator("svg#realised-accuracy path.realised").first
+        assert path.get_attribute("d").startswith("M ") and path.bounding_box()["width"] > 100
+        assert page.locator("svg#realised-accuracy line.holdout").count() >= 1
+        assert page.locator("#realised-quality tr.realised-row").count() >= 1
+        _shot(page, "realised-quality")
     finally:
         context.close()
