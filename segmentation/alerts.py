@@ -24,7 +24,7 @@ from segmentation.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-KINDS = ("failed_run", "batch_refused", "drift_retrain", "challenger_refused", "share_moved")
+KINDS = ("failed_run", "batch_refused", "drift_retrain", "challenger_refused", "share_moved", "approval_pending")
 ERROR_CHARS = 500
 
 

@@ -39,6 +39,8 @@ def _number(name: str, default: N, low: N, high: N) -> N:
 
 
 TUNE_SCORINGS: tuple[str, ...] = ("neg_log_loss", "f1_macro", "accuracy")
+# Whether a challenger that passed the gate waits for a person's approval in segmentation_retrain.
+APPROVAL_CHOICES: tuple[str, ...] = ("off", "required")
 
 
 def _choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
@@ -104,6 +106,11 @@ class Settings:
     # Whether the alerts' Airflow connection can be looked up in this process (inside Airflow, or set as
     # AIRFLOW_CONN_<ID> in the environment): the CLI does not import Airflow only to find there is none.
     alerts_connection_here: bool = False
+    # Approval before promotion (README "Approval before promotion"): "required" holds a challenger that passed
+    # the gate for a person's decision in segmentation_retrain, rejected when nobody answers within
+    # ``approval_timeout_hours`` (0.001 h = 3.6 s at least, for tests; 720 h = 30 days at most).
+    promotion_approval: str = "off"
+    approval_timeout_hours: float = 72.0
 
     @property
     def model_cache_dir(self) -> Path:
@@ -153,12 +160,16 @@ def get_settings() -> Settings:
         training_database_url=os.environ.get(ENV_PREFIX + "TRAINING_DATABASE_URL") or None,
         model_signing_key=os.environ.get(ENV_PREFIX + "MODEL_SIGNING_KEY") or None,
         alerts_connection_here=bool(os.environ.get(f"AIRFLOW_CONN_{alerts_conn_id.upper()}")),
+        promotion_approval=_choice("PROMOTION_APPROVAL", "off", APPROVAL_CHOICES),
+        approval_timeout_hours=_number("APPROVAL_TIMEOUT_HOURS", 72.0, 0.001, 720.0),
     )
 
 
 # Inside Airflow: the connection of the login that registers and promotes model versions (optional; without it
 # training uses the customer database connection).
 TRAINING_CONN_ID = "segmentation_db_training"
+# The human-in-the-loop task of segmentation_retrain that holds a challenger for approval (when required).
+REVIEW_TASK_ID = "review"
 # The DAG that promotes or rolls back to a model version; the UI triggers it through Airflow's REST API.
 PROMOTE_DAG_ID = "segmentation_promote"
 # The Airflow Asset updated whenever a new champion model is promoted; it triggers a rescore.
