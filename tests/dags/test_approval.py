@@ -21,9 +21,10 @@ from typing import Any
 import pytest
 
 from segmentation import tasks
-from segmentation.config import PROMOTE_DAG_ID, REVIEW_TASK_ID
+from segmentation.config import PROMOTE_DAG_ID, REVIEW_TASK_ID, get_settings
 from segmentation.loading import load_customers, to_raw_text
 from segmentation.synthetic import generate_customers
+from segmentation.ui import content
 from tests.airflow_setup import DAGS, ROOT
 from tests.dags.test_promote_and_config_faults import champion, champion_events, task_tries
 from tests.helpers import db_url, scalar
@@ -180,6 +181,17 @@ def respond(api, run_id: str, option: str, comment: str) -> dict[str, Any]:
     return reply
 
 
+def required_actions_path(run_id: str) -> str:
+    """The path of the review task's Required actions page, as Airflow's HITL operator links to it."""
+    from urllib.parse import urlparse
+
+    from airflow.providers.standard.operators.hitl import HITLOperator
+
+    ti = SimpleNamespace(dag_id=RETRAIN, run_id=run_id, task_id=REVIEW_TASK_ID, map_index=-1)
+    x = HITLOperator(task_id="x", subject="x", options=["Approve"])
+    return urlparse(x.generate_link_to_ui(task_instance=ti, base_url="http://airflow")).path
+
+
 def review_row(version: int) -> tuple:
     return tuple(
         scalar(f"SELECT {column} FROM segmentation.model_versions WHERE version = %s", (version,))
@@ -233,6 +245,9 @@ def test_approve_promotes_as_the_approver_while_a_promotion_dag_run_is_not_block
     assert "Segment shares" in detail["body"]
     alert = scalar("SELECT message FROM segmentation.alerts WHERE kind = 'approval_pending' AND run_id = %s", (run_id,))
     assert f"model version {version}" in alert and run_id in alert
+    # The models page marks it and links to Airflow's Required actions page of the task, as Airflow builds it.
+    shown = next(v for v in content.models_data(get_settings(), [])["versions"] if v["version"] == version)
+    assert shown["awaiting_approval"] and shown["review_path"] == required_actions_path(run_id)
 
     # While the approval is pending, the promotion DAG promotes another version: nothing it needs is held.
     promoted = dagbag.dags[PROMOTE_DAG_ID].test(run_conf={"version": other})
@@ -246,6 +261,8 @@ def test_approve_promotes_as_the_approver_while_a_promotion_dag_run_is_not_block
     status, reviewed_by, comment, promoted_by, _ = review_row(version)
     assert (status, reviewed_by, comment, promoted_by) == ("champion", "admin", "better on segment D", "admin")
     assert champion_events() == events + 2  # the promotion DAG's and the approval's
+    shown = next(v for v in content.models_data(get_settings(), [])["versions"] if v["version"] == version)
+    assert not shown["awaiting_approval"] and shown["review_path"] is None
 
 
 def test_reject_leaves_a_candidate_and_records_the_reviewer(seeded: int, hitl_api, background, monkeypatch) -> None:
