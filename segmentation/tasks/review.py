@@ -83,8 +83,9 @@ def announce_pending(run_id: str, version: int, *, url: str, settings: Settings)
     """The ``approval_pending`` alert: who must decide what, and where."""
     alerts.raise_alert(
         "approval_pending",
-        f"model version {version} passed the gate and awaits approval in run {run_id} "
-        f"(task {REVIEW_TASK_ID!r}; rejected after {settings.approval_timeout_hours:g} hours without an answer)",
+        f"model version {version} passed the gate and awaits approval (run {run_id}): approve or reject it in "
+        f"Airflow's Required actions (task {REVIEW_TASK_ID!r} of segmentation_retrain) or promote it from the "
+        f"models page; a review unanswered for {settings.approval_timeout_hours:g} hours is rejected",
         run_id=run_id,
         task_id="promote",
         details={"version": version, "timeout_hours": settings.approval_timeout_hours},

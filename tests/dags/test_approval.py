@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 
@@ -247,7 +248,7 @@ def test_approve_promotes_as_the_approver_while_a_promotion_dag_run_is_not_block
     assert f"model version {version}" in alert and run_id in alert
     # The models page marks it and links to Airflow's Required actions page of the task, as Airflow builds it.
     shown = next(v for v in content.models_data(get_settings(), [])["versions"] if v["version"] == version)
-    assert shown["awaiting_approval"] and shown["review_path"] == required_actions_path(run_id)
+    assert shown["awaiting_approval"] and unquote(shown["review_path"]) == required_actions_path(run_id)
 
     # While the approval is pending, the promotion DAG promotes another version: nothing it needs is held.
     promoted = dagbag.dags[PROMOTE_DAG_ID].test(run_conf={"version": other})
