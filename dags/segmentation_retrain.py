@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import Asset, Param, dag, task
 
 from segmentation.columns import CANDIDATE_NAMES
-from segmentation.config import CHAMPION_ASSET_NAME
-from segmentation.dag_defaults import default_args, training_task_args
+from segmentation.config import CHAMPION_ASSET_NAME, REVIEW_TASK_ID
+from segmentation.dag_defaults import default_args, review_args, training_task_args
 
 DOC_MD = """
 ### Retrain the segmentation model
@@ -23,6 +24,11 @@ Trigger by hand (Trigger DAG w/ config). Params:
 The challenger and the champion are evaluated on the same stable holdout customers. A refused
 promotion is a successful run whose `promote` task says why. A promotion updates the
 `segmentation_champion_model` Asset, which triggers `segmentation_nightly` to rescore everyone.
+
+With `SEGMENTATION_PROMOTION_APPROVAL=required` a challenger that passed the gate (or `force_promote`) is not
+promoted by `promote`: the `review` task waits in Airflow's *Required actions* for a person to approve or reject
+it (with a comment), and rejects it when nobody answers within `SEGMENTATION_APPROVAL_TIMEOUT_HOURS`. Approval
+promotes it as the approver, exactly as `segmentation_promote` does; rejection leaves it a candidate.
 """
 
 
@@ -65,23 +71,48 @@ def segmentation_retrain() -> None:
         return trained["version"]
 
     @task
-    def promote(version: int, run_id: str | None = None, params: dict | None = None) -> bool:
+    def promote(version: int, run_id: str | None = None, params: dict | None = None) -> dict:
         from segmentation import airflow_tasks, tasks
 
         decision = airflow_tasks.run(tasks.evaluate_and_promote, run_id, version, force=params["force_promote"])
         airflow_tasks.run(tasks.finalise, run_id)
-        return decision["promoted"]
+        return {k: decision.get(k) for k in ("promoted", "awaiting_review", "review_body")}
 
     @task.short_circuit
-    def promoted(decision: bool) -> bool:
-        return decision
+    def promoted(decision: dict) -> bool:
+        return bool(decision["promoted"])
 
     @task(outlets=[Asset(name=CHAMPION_ASSET_NAME)])
     def announce_champion(version: int) -> int:
         return version
 
     version = train()
-    promoted(promote(version)) >> announce_champion(version)
+    decision = promote(version)
+    approval = review_args()  # None: no approval task (SEGMENTATION_PROMOTION_APPROVAL=off)
+    if approval is None:
+        promoted(decision) >> announce_champion(version)
+        return
+
+    @task.short_circuit
+    def awaiting_review(decision: dict) -> bool:
+        return bool(decision["awaiting_review"])
+
+    @task
+    def record_review(version: int, response: dict, run_id: str | None = None) -> dict:
+        from segmentation import airflow_tasks, tasks
+
+        return {"promoted": airflow_tasks.run(tasks.record_review, run_id, version, response)["changed"]}
+
+    review = HITLOperator(
+        task_id=REVIEW_TASK_ID,
+        subject="Promote model version {{ ti.xcom_pull(task_ids='train') }} to champion?",
+        body="{{ ti.xcom_pull(task_ids='promote')['review_body'] }}",
+        options=["Approve", "Reject"],
+        params={"comment": Param("", type="string", description="why (kept in the registry)")},
+        **approval,
+    )
+    awaiting_review(decision) >> review
+    promoted(record_review(version, review.output)) >> announce_champion(version)
 
 
 segmentation_retrain()

@@ -24,8 +24,16 @@ from segmentation.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-KINDS = ("failed_run", "batch_refused", "drift_retrain", "challenger_refused", "share_moved")
-KINDS += ("realised_quality_drop",)  # segmentation.realised (sql/016)
+# The kinds the alerts table allows (its CHECK constraint, widened by the migrations that add one).
+KINDS = (
+    "failed_run",
+    "batch_refused",
+    "drift_retrain",
+    "challenger_refused",
+    "share_moved",
+    "approval_pending",  # sql/014
+    "realised_quality_drop",  # sql/016
+)
 ERROR_CHARS = 500
 
 

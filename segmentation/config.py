@@ -39,6 +39,8 @@ def _number(name: str, default: N, low: N, high: N) -> N:
 
 
 TUNE_SCORINGS: tuple[str, ...] = ("neg_log_loss", "f1_macro", "accuracy")
+# Whether a challenger that passed the gate waits for a person's approval in segmentation_retrain.
+APPROVAL_CHOICES: tuple[str, ...] = ("off", "required")
 
 
 def _choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
@@ -112,6 +114,11 @@ class Settings:
     # than ``realised_margin`` (a fraction) below its holdout accuracy, once it has ``realised_min_labels``.
     realised_margin: float = 0.05
     realised_min_labels: int = 200
+    # Approval before promotion (README "Approval before promotion"): "required" holds a challenger that passed
+    # the gate for a person's decision in segmentation_retrain, rejected when nobody answers within
+    # ``approval_timeout_hours`` (0.001 h = 3.6 s at least, for tests; 720 h = 30 days at most).
+    promotion_approval: str = "off"
+    approval_timeout_hours: float = 72.0
 
     @property
     def model_cache_dir(self) -> Path:
@@ -165,12 +172,16 @@ def get_settings() -> Settings:
         alerts_connection_here=bool(os.environ.get(f"AIRFLOW_CONN_{alerts_conn_id.upper()}")),
         realised_margin=_number("REALISED_MARGIN", 0.05, 0.0, 1.0),
         realised_min_labels=_number("REALISED_MIN_LABELS", 200, 1, 1_000_000_000),
+        promotion_approval=_choice("PROMOTION_APPROVAL", "off", APPROVAL_CHOICES),
+        approval_timeout_hours=_number("APPROVAL_TIMEOUT_HOURS", 72.0, 0.001, 720.0),
     )
 
 
 # Inside Airflow: the connection of the login that registers and promotes model versions (optional; without it
 # training uses the customer database connection).
 TRAINING_CONN_ID = "segmentation_db_training"
+# The human-in-the-loop task of segmentation_retrain that holds a challenger for approval (when required).
+REVIEW_TASK_ID = "review"
 # The DAG that promotes or rolls back to a model version; the UI triggers it through Airflow's REST API.
 PROMOTE_DAG_ID = "segmentation_promote"
 # The Airflow Asset updated whenever a new champion model is promoted; it triggers a rescore.

@@ -39,3 +39,14 @@ def training_task_args(settings: Settings | None = None) -> dict[str, Any]:
         "retries": min(settings.task_retries, TRAIN_MAX_RETRIES),
         "execution_timeout": timedelta(minutes=settings.train_timeout_minutes),
     }
+
+
+def review_args(settings: Settings | None = None) -> dict[str, Any] | None:
+    """Arguments of segmentation_retrain's approval task when approval is required, else None (no such task).
+
+    The answer waits at most ``approval_timeout_hours``; then the default, Reject, is taken.
+    """
+    settings = settings or get_settings()
+    if settings.promotion_approval != "required":
+        return None
+    return {"response_timeout": timedelta(hours=settings.approval_timeout_hours), "defaults": ["Reject"]}

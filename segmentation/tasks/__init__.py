@@ -7,6 +7,7 @@ core modules as arguments. By stage:
 - ``runs``: run bookkeeping and the SQL helpers the steps share;
 - ``prepare``: clean and features;
 - ``retraining``: training, the gate and promotion;
+- ``review``, ``approval``: approval before promotion (hold a challenger, record the reviewer's decision);
 - ``score``: scoring in shards and finalise.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from segmentation.config import Settings
+from segmentation.tasks.approval import record_review
 from segmentation.tasks.prepare import build_features, clean, labelled_features, typed_clean_frame
 from segmentation.tasks.retraining import evaluate_and_promote, promote_version, retrain_if_due, train
 from segmentation.tasks.runs import new_run_id, start_run, where
@@ -41,6 +43,7 @@ __all__ = [
     "plan_scoring",
     "promote_version",
     "publish_scoring",
+    "record_review",
     "retrain_if_due",
     "run_nightly",
     "score_all",

@@ -16,6 +16,7 @@ from segmentation.db import connect, training_database_url
 from segmentation.errors import ModelError, NotFoundError
 from segmentation.monitoring import current_drift, record_drift, reference_distributions
 from segmentation.tasks.prepare import labelled_features
+from segmentation.tasks.review import announce_pending, hold_for_review
 from segmentation.tasks.runs import step, where
 
 if TYPE_CHECKING:
@@ -195,6 +196,7 @@ def evaluate_and_promote(
             challenger=_headline(challenger),
             rows=f"{len(holdout)} stable-holdout customers; both evaluation models were fitted without them",
         )
+        held, body = False, None
         if current is not None and current.version == version:
             decision = gate.GateDecision(
                 promoted=False, forced=False, reason=f"version {version} is already the champion"
@@ -217,11 +219,24 @@ def evaluate_and_promote(
                 champion_version=current.version if current else None,
                 rows=len(holdout),
             )
-            if decision.promoted:
+            # With approval required, a challenger that passed (or was forced past) the gate waits for a person.
+            held = decision.promoted and settings.promotion_approval == "required"
+            if held:
+                body = hold_for_review(
+                    cur, run_id, version, champion_version=current.version if current else None,
+                    challenger=challenger, champion=incumbent, reason=decision.reason,
+                    holdout_rows=len(holdout), settings=settings, key=key,
+                )  # fmt: skip
+            elif decision.promoted:
                 registry.promote(cur, version, reason=decision.reason, forced=decision.forced)
             else:
                 registry.reject(cur, version, decision.reason)
-        figures.update(promoted=decision.promoted, forced=decision.forced, reason=decision.reason)
+        figures.update(
+            promoted=decision.promoted and not held,
+            forced=decision.forced,
+            reason=decision.reason,
+            awaiting_review=held,
+        )
     if not decision.promoted and current is not None and current.version != version:
         alerts.raise_alert(
             "challenger_refused",
@@ -232,8 +247,17 @@ def evaluate_and_promote(
             url=url,
             settings=settings,
         )
-    log.info("model version %d %s: %s", version, "promoted" if decision.promoted else "not promoted", decision.reason)
-    return figures
+    if held:
+        announce_pending(run_id, version, url=url, settings=settings)
+    log.info("model version %d %s: %s", version, figures_outcome(figures), decision.reason)
+    return {**figures, "review_body": body}  # the body goes to the review task, not to pipeline_runs
+
+
+def figures_outcome(figures: dict[str, Any]) -> str:
+    """How the gate step ended, in words."""
+    if figures.get("awaiting_review"):
+        return "awaits approval"
+    return "promoted" if figures.get("promoted") else "not promoted"
 
 
 def paired_test(challenger: pd.DataFrame, champion: pd.DataFrame, settings: Settings) -> gate.PairedTest:

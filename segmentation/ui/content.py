@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import HTTPException, status
 
 from segmentation import explain, predict, registry, signing
 from segmentation.columns import ATTRIBUTE_COLUMNS, SEGMENTS
-from segmentation.config import Settings
+from segmentation.config import REVIEW_TASK_ID, Settings
 from segmentation.db import connect
 from segmentation.errors import ModelError, NotFoundError
 from segmentation.ui import champion, charts, queries
 
 log = logging.getLogger(__name__)
+
+RETRAIN_DAG_ID = "segmentation_retrain"
 
 
 def summary_data(settings: Settings) -> dict[str, Any]:
@@ -48,9 +51,18 @@ def summary_data(settings: Settings) -> dict[str, Any]:
     return data
 
 
+def review_path(version: dict[str, Any]) -> str | None:
+    """The path of Airflow's Required actions page of a version awaiting approval in segmentation_retrain's review
+    task (after Airflow's base URL), or None (no pending review there: a nightly's candidate is promoted here)."""
+    if not version.get("awaiting_approval") or version.get("review_dag_id") != RETRAIN_DAG_ID:
+        return None
+    run = quote(str(version["review_run_id"]), safe="")
+    return f"/dags/{RETRAIN_DAG_ID}/runs/{run}/tasks/{REVIEW_TASK_ID}/required_actions"
+
+
 def models_data(settings: Settings, promotions: list[dict[str, Any]]) -> dict[str, Any]:
     with connect(settings.database_url) as conn, conn.cursor() as cur:
-        versions = queries.model_versions(cur)
+        versions = [{**v, "review_path": review_path(v)} for v in queries.model_versions(cur)]
         row = queries.champion_row(cur)
     current = None
     if row:

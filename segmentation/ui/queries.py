@@ -144,14 +144,21 @@ def champion_row(cur: Any) -> dict[str, Any] | None:
 
 
 def model_versions(cur: Any) -> list[dict[str, Any]]:
-    """Every registry version, newest first, without artifacts."""
+    """Every registry version, newest first, without artifacts; ``awaiting_approval`` when it waits for a review
+    (sql/014) in run ``review_run_id`` of ``review_dag_id``."""
     return _rows(
         cur,
-        """SELECT version, status, model_name, created_at, promoted_at, promoted_by, trigger, run_id, notes,
-                  (metrics->>'accuracy')::float8 AS accuracy, (metrics->>'macro_f1')::float8 AS macro_f1,
-                  (metrics->>'log_loss')::float8 AS log_loss, (metrics->>'brier')::float8 AS brier,
-                  (metrics->>'ece_mean')::float8 AS ece_mean
-           FROM segmentation.model_versions ORDER BY version DESC""",
+        """SELECT v.version, v.status, v.model_name, v.created_at, v.promoted_at, v.promoted_by, v.trigger,
+                  v.run_id, v.notes,
+                  (v.metrics->>'accuracy')::float8 AS accuracy, (v.metrics->>'macro_f1')::float8 AS macro_f1,
+                  (v.metrics->>'log_loss')::float8 AS log_loss, (v.metrics->>'brier')::float8 AS brier,
+                  (v.metrics->>'ece_mean')::float8 AS ece_mean,
+                  v.reviewed_by, v.review_comment, v.review_run_id, r.dag_id AS review_dag_id,
+                  (v.review_run_id IS NOT NULL AND v.reviewed_by IS NULL AND v.status = 'candidate')
+                      AS awaiting_approval
+           FROM segmentation.model_versions AS v
+           LEFT JOIN segmentation.pipeline_runs AS r ON r.run_id = v.review_run_id
+           ORDER BY v.version DESC""",
     )
 
 
