@@ -219,8 +219,9 @@ def evaluate_and_promote(
                 champion_version=current.version if current else None,
                 rows=len(holdout),
             )
-            # With approval required, a challenger that passed (or was forced past) the gate waits for a person.
-            held = decision.promoted and settings.promotion_approval == "required"
+            # With approval required, a challenger that passed (or was forced past) the gate waits for a person;
+            # the first model replaces nothing, and scoring cannot start without one, so it is not held.
+            held = decision.promoted and settings.promotion_approval == "required" and current is not None
             if held:
                 body = hold_for_review(
                     cur, run_id, version, champion_version=current.version if current else None,

@@ -116,3 +116,23 @@ def test_input_drift_triggers_a_retrain(trained_night: int) -> None:
     assert result["trained"] is True and result["trigger"] == "drift"
     assert "PSI of profession" in result["reason"]
     assert scalar("SELECT trigger FROM segmentation.model_versions WHERE version = %s", (result["version"],)) == "drift"
+
+
+def test_with_approval_required_the_first_model_is_promoted_and_later_ones_are_held(
+    fresh_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SEGMENTATION_PROMOTION_APPROVAL", "required")
+    monkeypatch.setenv("SEGMENTATION_CANDIDATES", "logistic_regression")
+    monkeypatch.setenv("SEGMENTATION_CV_FOLDS", "2")
+    load_generated(1500, labelled_share=0.6)
+    # The first model replaces nothing: the night scores with it.
+    summary = tasks.run_nightly("approval-night-1")
+    assert summary["retrain"]["promoted"] is True
+    first = champion()
+    # A later challenger that passes (here: forced past) the gate waits for a person.
+    challenger = tasks.train("approval-retrain", trigger="manual")["version"]
+    decision = tasks.evaluate_and_promote("approval-retrain", challenger, force=True)
+    assert decision["awaiting_review"] is True and decision["promoted"] is False
+    assert champion() == first
+    assert scalar("SELECT status FROM segmentation.model_versions WHERE version = %s", (challenger,)) == "candidate"
+    assert scalar("SELECT count(*) FROM segmentation.alerts WHERE kind = 'approval_pending'") == 1
