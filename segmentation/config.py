@@ -104,6 +104,8 @@ class Settings:
     # Whether the alerts' Airflow connection can be looked up in this process (inside Airflow, or set as
     # AIRFLOW_CONN_<ID> in the environment): the CLI does not import Airflow only to find there is none.
     alerts_connection_here: bool = False
+    # The folder of the CRM export's change-feed files (segmentation.feed); None: <data_dir>/exports.
+    export_dir: Path | None = None
 
     @property
     def model_cache_dir(self) -> Path:
@@ -153,6 +155,7 @@ def get_settings() -> Settings:
         training_database_url=os.environ.get(ENV_PREFIX + "TRAINING_DATABASE_URL") or None,
         model_signing_key=os.environ.get(ENV_PREFIX + "MODEL_SIGNING_KEY") or None,
         alerts_connection_here=bool(os.environ.get(f"AIRFLOW_CONN_{alerts_conn_id.upper()}")),
+        export_dir=Path(_env("EXPORT_DIR", str(data_dir / "exports"))).expanduser().resolve(),
     )
 
 
@@ -168,3 +171,5 @@ SEGMENTS_ASSET_NAME = "segmentation.customer_segments"
 # The Airflow pool that caps concurrent database-heavy tasks (scoring shards); created by the set-up scripts.
 DB_POOL_NAME = "segmentation_db"
 DB_POOL_SLOTS_DEFAULT = 4
+# The Airflow Asset updated by every CRM export of the segment change feed (segmentation_crm_export).
+CRM_EXPORT_ASSET_NAME = "segmentation.crm_export"

@@ -75,15 +75,37 @@ class ShardResult:
 # "distributions": a full rescore's shards count their customers per attribute bucket for the UI.
 PHASES = ("read", "predict", "distributions", "stage", "wait", "write")
 _STAGE_COLUMNS = [CUSTOMER_ID, "segment", *PROBABILITY_COLUMNS, "source_updated_at"]
-# History rows of the changes, and the per-segment counts moved by them, in one statement.
-_HISTORY_SQL = """
-WITH changes AS (
-    INSERT INTO segmentation.segment_history (customer_id, previous_segment, segment, model_version, run_id)
-    SELECT st.customer_id, s.segment, st.segment, %(model_version)s, %(run_id)s
+# Why a customer's segment changed (segment_transitions.cause), from its live row ``s`` and the new score:
+# no live row: 'new'; else whether the model version and/or the attributes (source_updated_at) differ. A change
+# with neither (the features were rebuilt from unchanged attributes) counts as 'attributes': the model input moved.
+CAUSE_SQL = """CASE WHEN {live}.customer_id IS NULL THEN 'new'
+     WHEN {live}.model_version IS DISTINCT FROM {version} AND {live}.source_updated_at IS DISTINCT FROM {stamp}
+         THEN 'both'
+     WHEN {live}.model_version IS DISTINCT FROM {version} THEN 'model'
+     ELSE 'attributes' END"""
+# Per run: customers per (from, to, cause); an increment's shards add to the run's counts.
+TRANSITIONS_INSERT_SQL = """INSERT INTO segmentation.segment_transitions AS t
+        (run_id, from_segment, to_segment, cause, customers)"""
+TRANSITIONS_CONFLICT_SQL = """ON CONFLICT ON CONSTRAINT segment_transitions_key
+    DO UPDATE SET customers = t.customers + EXCLUDED.customers"""
+# History rows of the changes (their feed rows: a trigger on segment_history), the run's transitions, and the
+# per-segment counts moved by them, in one statement.
+_HISTORY_SQL = f"""
+WITH diff AS MATERIALIZED (
+    SELECT st.customer_id, s.segment AS previous_segment, st.segment,
+           {CAUSE_SQL.format(live="s", version="%(model_version)s", stamp="st.source_updated_at")} AS cause
     FROM score_stage AS st
     LEFT JOIN segmentation.customer_segments AS s USING (customer_id)
     WHERE s.segment IS DISTINCT FROM st.segment
+), changes AS (
+    INSERT INTO segmentation.segment_history (customer_id, previous_segment, segment, model_version, run_id)
+    SELECT customer_id, previous_segment, segment, %(model_version)s, %(run_id)s FROM diff
     RETURNING previous_segment, segment
+), moved AS (
+    {TRANSITIONS_INSERT_SQL}
+    SELECT %(run_id)s, previous_segment, segment, cause, count(*) FROM diff
+    GROUP BY previous_segment, segment, cause
+    {TRANSITIONS_CONFLICT_SQL}
 ), moves AS (
     SELECT segment, count(*) AS n FROM changes GROUP BY segment
     UNION ALL

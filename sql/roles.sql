@@ -64,3 +64,8 @@ GRANT EXECUTE ON FUNCTION segmentation.analyze_after_bulk_write(text) TO segment
 
 -- Per-shard distributions of a full rescore (sql/013), written by the shards and summed by the publish.
 GRANT SELECT, INSERT, DELETE ON segmentation.rebuild_distributions TO segmentation_pipeline;
+
+-- Segment change feed and transitions (sql/015): scoring writes them (covered by the pipeline's grant on all
+-- tables), the CRM export keeps its watermark in feed_consumers; analysts read transitions and the feed.
+GRANT EXECUTE ON FUNCTION segmentation.rebuild_forget_exited(text) TO segmentation_pipeline;
+GRANT SELECT ON segmentation.segment_transitions, segmentation.segment_feed TO segmentation_analyst;

@@ -7,7 +7,8 @@ core modules as arguments. By stage:
 - ``runs``: run bookkeeping and the SQL helpers the steps share;
 - ``prepare``: clean and features;
 - ``retraining``: training, the gate and promotion;
-- ``score``: scoring in shards and finalise.
+- ``score``: scoring in shards and finalise;
+- ``export``: the CRM export of the segment change feed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from segmentation.config import Settings
+from segmentation.tasks.export import crm_export
 from segmentation.tasks.prepare import build_features, clean, labelled_features, typed_clean_frame
 from segmentation.tasks.retraining import evaluate_and_promote, promote_version, retrain_if_due, train
 from segmentation.tasks.runs import new_run_id, start_run, where
@@ -33,6 +35,7 @@ __all__ = [
     "Progress",
     "build_features",
     "clean",
+    "crm_export",
     "crm_export_summary",
     "evaluate_and_promote",
     "finalise",
