@@ -79,6 +79,17 @@ def assert_feed_mirrors_history() -> None:
     assert scalar("SELECT count(*) FROM segmentation.segment_feed WHERE history_id IS NOT NULL") == len(rows)
 
 
+def assert_transitions_sum_to_history() -> None:
+    """Every run's transitions add up to its history rows (and a run with history has transitions)."""
+    rows = query(
+        """SELECT h.run_id, h.n, t.n FROM (SELECT run_id, count(*) AS n FROM segmentation.segment_history
+                                            GROUP BY run_id) AS h
+           FULL JOIN (SELECT run_id, sum(customers) AS n FROM segmentation.segment_transitions GROUP BY run_id) AS t
+           USING (run_id)"""
+    )
+    assert rows and all(history_rows == counted for _, history_rows, counted in rows), rows
+
+
 def change_attributes(ids: list[int], run_id: str) -> None:
     """New attributes for ``ids`` (another seed's rows under the same ids)."""
     other = to_raw_text(generate_customers(N_CUSTOMERS, labelled_share=0.5, seed=77))
@@ -112,6 +123,7 @@ def test_an_increment_counts_attribute_changes_and_new_customers(first_night: di
     assert {c for _, _, c in counts} == {"new", "attributes"}
     assert sum(n for (_, _, c), n in counts.items() if c == "new") == 7
     assert_feed_mirrors_history()
+    assert_transitions_sum_to_history()
     moved = scalar("SELECT count(*) FROM segmentation.segment_feed WHERE event = 'moved' AND run_id = 'night-2'")
     assert moved == sum(n for (_, _, c), n in counts.items() if c == "attributes")
 
@@ -141,6 +153,7 @@ def test_a_rescore_by_a_new_model_counts_model_and_both(first_night: dict) -> No
     assert sum(counts.values()) == len(history(run)) > 0
     assert {c for _, _, c in counts} == {"model", "both"}
     assert_feed_mirrors_history()
+    assert_transitions_sum_to_history()
     assert scalar("SELECT count(*) FROM segmentation.customer_segments WHERE customer_id = 1500") == 0
     assert [r[0] for r in history(run)].count(1500) == 0
     assert segment_counts_are_exact()
@@ -187,6 +200,7 @@ def test_a_deleted_customer_exits_and_a_quarantined_one_does_not(
     assert scalar("SELECT count(*) FROM segmentation.customer_segments WHERE customer_id IN (3, 4, 5, 12)") == 0
     assert scalar("SELECT count(*) FROM segmentation.customer_segments") == N_CUSTOMERS - 4
     assert segment_counts_are_exact()
+    assert_transitions_sum_to_history()
 
 
 def insert_change(customer: int, pause: float) -> None:

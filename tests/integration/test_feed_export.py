@@ -213,3 +213,71 @@ def test_consumers_have_their_own_watermarks(export_dir: Path, tmp_path: Path) -
     assert scalar("SELECT count(*) FROM segmentation.feed_consumers WHERE consumer = 'crm'") == 0
     assert tasks.crm_export()["rows"] == 12
     assert watermark("warehouse") == watermark("crm") == 12
+
+
+@pytest.fixture
+def logins(fresh_db: str):
+    """Throw-away login users in the pipeline and analyst roles; dropped afterwards."""
+    import uuid
+
+    import psycopg2
+    from psycopg2 import sql
+    from sqlalchemy.engine import make_url
+
+    from segmentation.migrations import apply_roles
+    from tests.conftest import admin_url
+
+    apply_roles(fresh_db)
+    suffix = uuid.uuid4().hex[:8]
+    users = {"pipeline": f"seg_feed_pipe_{suffix}", "analyst": f"seg_feed_analyst_{suffix}"}
+    admin = psycopg2.connect(admin_url())
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        for group, user in users.items():
+            role = sql.Identifier(f"segmentation_{group}")
+            cur.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(sql.Identifier(user), role))
+    try:
+        yield {g: make_url(fresh_db).set(username=u).render_as_string(hide_password=False) for g, u in users.items()}
+    finally:
+        with admin.cursor() as cur:
+            for user in users.values():
+                cur.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(user)))
+        admin.close()
+
+
+def test_the_pipeline_login_exports_and_the_analyst_reads_the_feed_but_nothing_raw(
+    export_dir: Path, logins: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import psycopg2
+
+    from segmentation.db import reset_url_cache
+
+    add_changes(8, "r1")
+    execute(
+        """INSERT INTO segmentation.segment_transitions (run_id, from_segment, to_segment, cause, customers)
+           VALUES ('r1', NULL, 'A', 'new', 8)"""
+    )
+    monkeypatch.setenv("SEGMENTATION_DATABASE_URL", logins["pipeline"])
+    reset_url_cache()
+    assert tasks.crm_export()["file"] == feed.file_name(1, 8)
+
+    def run(statement: str) -> list:
+        conn = psycopg2.connect(logins["analyst"])
+        try:
+            with conn.cursor() as cur:
+                cur.execute(statement)
+                return cur.fetchall()
+        finally:
+            conn.rollback()
+            conn.close()
+
+    assert len(run("SELECT * FROM segmentation.segment_feed")) == 8
+    assert run("SELECT customers FROM segmentation.segment_transitions") == [(8,)]
+    for statement in (
+        "SELECT * FROM segmentation.feed_consumers",
+        "SELECT * FROM segmentation.segment_history",
+        "INSERT INTO segmentation.segment_feed (customer_id, segment, event) VALUES (1, 'A', 'entered')",
+        "DELETE FROM segmentation.segment_transitions",
+    ):
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            run(statement)
