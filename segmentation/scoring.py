@@ -117,6 +117,12 @@ WITH diff AS MATERIALIZED (
 )
 SELECT count(*) FROM changes
 """
+# Customers deleted from ``customers`` while the shard scored them have exited (an 'exited' feed row, and
+# their live row is gone): they are not written, so that a deletion is never undone. Exits are few, and the
+# partial index on them keeps this a small lookup (sql/015). A customer inserted again since is written.
+_GONE_SQL = """DELETE FROM score_stage AS st
+WHERE st.customer_id IN (SELECT customer_id FROM segmentation.segment_feed WHERE event = 'exited')
+  AND NOT EXISTS (SELECT 1 FROM segmentation.customers AS c WHERE c.customer_id = st.customer_id)"""
 _UPSERT_SQL = f"""
 INSERT INTO segmentation.customer_segments
     (customer_id, segment, {", ".join(PROBABILITY_COLUMNS)}, model_version, source_updated_at, scored_at, run_id)
@@ -170,6 +176,9 @@ def score_queued(cur: Any, model: Any, *, run_id: str, shard: int, model_version
     # A full rescore never takes this lock per shard: only its publish step does, once.
     locks.xact_lock(cur, locks.SEGMENT_WRITE)
     lap = add_lap(phases, "wait", lap)
+    cur.execute(_GONE_SQL)
+    if cur.rowcount:
+        log.info("shard %d: %d customers deleted since they were read; not written", shard, cur.rowcount)
     cur.execute(_HISTORY_SQL, params)
     changed = int(cur.fetchone()[0])
     cur.execute(_UPSERT_SQL, params)

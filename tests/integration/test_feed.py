@@ -271,3 +271,40 @@ def test_a_writer_holding_the_lock_keeps_later_ids_waiting(fresh_db: str) -> Non
     later.join(10)
     events = query("SELECT event, customer_id FROM segmentation.segment_feed ORDER BY change_id")
     assert events == [("exited", 7), ("entered", 8)]
+
+
+def test_a_customer_deleted_while_an_increment_shard_scores_it_stays_gone(first_night: dict) -> None:
+    from segmentation import locks
+
+    change_attributes([5, 6], "load-r")
+    run = "night-r"
+    tasks.start_run(run)
+    tasks.clean(run)
+    tasks.build_features(run)
+    (planned,) = tasks.plan_scoring(run)
+    errors: list[BaseException] = []
+
+    def score() -> None:
+        try:
+            tasks.score_shard(run, planned["shard"], planned["model_version"])
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    with connect(db_url()) as conn, conn.cursor() as cur:
+        locks.xact_lock(cur, locks.SEGMENT_WRITE)  # the shard reads and predicts, then waits to write
+        shard = threading.Thread(target=score)
+        shard.start()
+        deadline = time.monotonic() + 60
+        while not scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"):
+            assert shard.is_alive() and time.monotonic() < deadline, errors
+            time.sleep(0.05)
+        cur.execute("DELETE FROM segmentation.customers WHERE customer_id = 5")
+    shard.join(60)
+    assert not errors and not shard.is_alive()
+    assert query("SELECT customer_id, run_id FROM segmentation.customer_segments WHERE customer_id IN (5, 6)") == [
+        (6, run)
+    ]
+    events = query("SELECT event FROM segmentation.segment_feed WHERE customer_id = 5 ORDER BY change_id")
+    assert events == [("entered",), ("exited",)]
+    assert segment_counts_are_exact()
+    assert_transitions_sum_to_history()
