@@ -9,3 +9,5 @@ WORKDIR ${AIRFLOW_HOME}
 ENV SEGMENTATION_SQL_DIR=/opt/segmentation/sql \
     SEGMENTATION_MODELS_DIR=/opt/airflow/models \
     SEGMENTATION_DATA_DIR=/opt/airflow/segmentation-data
+# Mount point of the CRM export volume (docker-compose.yaml), created here so that the volume belongs to airflow.
+RUN mkdir -p /opt/airflow/crm-exports

@@ -119,6 +119,8 @@ class Settings:
     # ``approval_timeout_hours`` (0.001 h = 3.6 s at least, for tests; 720 h = 30 days at most).
     promotion_approval: str = "off"
     approval_timeout_hours: float = 72.0
+    # The folder of the CRM export's change-feed files (segmentation.feed); None: <data_dir>/exports.
+    export_dir: Path | None = None
 
     @property
     def model_cache_dir(self) -> Path:
@@ -174,6 +176,7 @@ def get_settings() -> Settings:
         realised_min_labels=_number("REALISED_MIN_LABELS", 200, 1, 1_000_000_000),
         promotion_approval=_choice("PROMOTION_APPROVAL", "off", APPROVAL_CHOICES),
         approval_timeout_hours=_number("APPROVAL_TIMEOUT_HOURS", 72.0, 0.001, 720.0),
+        export_dir=Path(_env("EXPORT_DIR", str(data_dir / "exports"))).expanduser().resolve(),
     )
 
 
@@ -191,3 +194,5 @@ SEGMENTS_ASSET_NAME = "segmentation.customer_segments"
 # The Airflow pool that caps concurrent database-heavy tasks (scoring shards); created by the set-up scripts.
 DB_POOL_NAME = "segmentation_db"
 DB_POOL_SLOTS_DEFAULT = 4
+# The Airflow Asset updated by every CRM export of the segment change feed (segmentation_crm_export).
+CRM_EXPORT_ASSET_NAME = "segmentation.crm_export"

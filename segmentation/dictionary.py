@@ -54,7 +54,7 @@ def describe(cur: Any, views: tuple[str, ...] = ANALYST_VIEWS) -> list[View]:
            FROM pg_class AS c
            JOIN pg_namespace AS n ON n.oid = c.relnamespace
            JOIN pg_attribute AS a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-           WHERE n.nspname = %s AND c.relname = ANY(%s) AND c.relkind IN ('v', 'm')
+           WHERE n.nspname = %s AND c.relname = ANY(%s) AND c.relkind IN ('v', 'm', 'r', 'p')
            ORDER BY c.relname, a.attnum""",
         (SCHEMA, list(views)),
     )

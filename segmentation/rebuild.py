@@ -35,8 +35,11 @@ from segmentation.distributions import DISTRIBUTION_ATTRIBUTES, MISSING, TOTAL_A
 from segmentation.errors import DatabaseError
 from segmentation.pgcopy import copy_binary_in
 from segmentation.scoring import (
+    CAUSE_SQL,
     FEATURE_COLUMNS_SQL,
     PHASES,
+    TRANSITIONS_CONFLICT_SQL,
+    TRANSITIONS_INSERT_SQL,
     ShardResult,
     add_lap,
     finish_shard,
@@ -207,11 +210,13 @@ def score_range(
 _COLS = ", ".join(SEGMENT_COLUMNS)
 # One pass over new and live rows: history for every real change, and the live rows of customers the rebuild
 # did not score (e.g. quarantined since) carried over into the new table. History goes in in customer order,
-# so its (customer_id, history_id) key is filled page after page rather than at random.
+# so its (customer_id, history_id) key is filled page after page rather than at random; its feed rows follow
+# (a trigger on segment_history), and the run's transitions count the same changes by cause.
 _DIFF_SQL = f"""
 WITH joined AS (
     SELECT n.customer_id AS new_id, n.segment AS new_segment, n.model_version AS new_version,
            l.customer_id AS live_id, l.segment AS live_segment,
+           {CAUSE_SQL.format(live="l", version="n.model_version", stamp="n.source_updated_at")} AS cause,
            {", ".join(f"l.{c} AS l_{c}" for c in SEGMENT_COLUMNS)}
     FROM {{table}} AS n
     FULL JOIN segmentation.customer_segments AS l ON l.customer_id = n.customer_id
@@ -221,6 +226,12 @@ WITH joined AS (
     FROM joined WHERE new_id IS NOT NULL AND live_segment IS DISTINCT FROM new_segment
     ORDER BY new_id
     RETURNING 1
+), moved AS (
+    {TRANSITIONS_INSERT_SQL}
+    SELECT %(run_id)s, live_segment, new_segment, cause, count(*)
+    FROM joined WHERE new_id IS NOT NULL AND live_segment IS DISTINCT FROM new_segment
+    GROUP BY live_segment, new_segment, cause
+    {TRANSITIONS_CONFLICT_SQL}
 ), carried AS (
     INSERT INTO {{table}} ({_COLS})
     SELECT {", ".join(f"l_{c}" for c in SEGMENT_COLUMNS)} FROM joined WHERE new_id IS NULL
@@ -277,6 +288,9 @@ def publish(cur: Any, *, run_id: str, table: str, shards: int, model_version: in
     locks.xact_lock(cur, locks.SEGMENT_WRITE)
     lap = _lap(seconds, "wait", lap)
     cur.execute("SELECT segmentation.rebuild_index(%s)", (table,))
+    # Customers deleted after a shard read their features must not come back (they have an 'exited' feed row).
+    cur.execute("SELECT segmentation.rebuild_forget_exited(%s)", (table,))
+    forgotten = int(cur.fetchone()[0])
     lap = _lap(seconds, "index", lap)
     cur.execute(_DIFF_SQL.format(table=f"{SCHEMA}.{table}"), {"run_id": run_id})
     changed, carried = cur.fetchone()
@@ -312,6 +326,7 @@ def publish(cur: Any, *, run_id: str, table: str, shards: int, model_version: in
         "rows": int(scored),
         "changed_segments": int(changed),
         "carried_over": sum(int(n) for n in carried.values()),
+        "exited_meanwhile": forgotten,
         "phases": seconds,
         "seconds": round(time.perf_counter() - started, 3),
     }

@@ -75,15 +75,37 @@ class ShardResult:
 # "distributions": a full rescore's shards count their customers per attribute bucket for the UI.
 PHASES = ("read", "predict", "distributions", "stage", "wait", "write")
 _STAGE_COLUMNS = [CUSTOMER_ID, "segment", *PROBABILITY_COLUMNS, "source_updated_at"]
-# History rows of the changes, and the per-segment counts moved by them, in one statement.
-_HISTORY_SQL = """
-WITH changes AS (
-    INSERT INTO segmentation.segment_history (customer_id, previous_segment, segment, model_version, run_id)
-    SELECT st.customer_id, s.segment, st.segment, %(model_version)s, %(run_id)s
+# Why a customer's segment changed (segment_transitions.cause), from its live row ``s`` and the new score:
+# no live row: 'new'; else whether the model version and/or the attributes (source_updated_at) differ. A change
+# with neither (the features were rebuilt from unchanged attributes) counts as 'attributes': the model input moved.
+CAUSE_SQL = """CASE WHEN {live}.customer_id IS NULL THEN 'new'
+     WHEN {live}.model_version IS DISTINCT FROM {version} AND {live}.source_updated_at IS DISTINCT FROM {stamp}
+         THEN 'both'
+     WHEN {live}.model_version IS DISTINCT FROM {version} THEN 'model'
+     ELSE 'attributes' END"""
+# Per run: customers per (from, to, cause); an increment's shards add to the run's counts.
+TRANSITIONS_INSERT_SQL = """INSERT INTO segmentation.segment_transitions AS t
+        (run_id, from_segment, to_segment, cause, customers)"""
+TRANSITIONS_CONFLICT_SQL = """ON CONFLICT ON CONSTRAINT segment_transitions_key
+    DO UPDATE SET customers = t.customers + EXCLUDED.customers"""
+# History rows of the changes (their feed rows: a trigger on segment_history), the run's transitions, and the
+# per-segment counts moved by them, in one statement.
+_HISTORY_SQL = f"""
+WITH diff AS MATERIALIZED (
+    SELECT st.customer_id, s.segment AS previous_segment, st.segment,
+           {CAUSE_SQL.format(live="s", version="%(model_version)s", stamp="st.source_updated_at")} AS cause
     FROM score_stage AS st
     LEFT JOIN segmentation.customer_segments AS s USING (customer_id)
     WHERE s.segment IS DISTINCT FROM st.segment
+), changes AS (
+    INSERT INTO segmentation.segment_history (customer_id, previous_segment, segment, model_version, run_id)
+    SELECT customer_id, previous_segment, segment, %(model_version)s, %(run_id)s FROM diff
     RETURNING previous_segment, segment
+), moved AS (
+    {TRANSITIONS_INSERT_SQL}
+    SELECT %(run_id)s, previous_segment, segment, cause, count(*) FROM diff
+    GROUP BY previous_segment, segment, cause
+    {TRANSITIONS_CONFLICT_SQL}
 ), moves AS (
     SELECT segment, count(*) AS n FROM changes GROUP BY segment
     UNION ALL
@@ -95,6 +117,12 @@ WITH changes AS (
 )
 SELECT count(*) FROM changes
 """
+# Customers deleted from ``customers`` while the shard scored them have exited (an 'exited' feed row, and
+# their live row is gone): they are not written, so that a deletion is never undone. Exits are few, and the
+# partial index on them keeps this a small lookup (sql/015). A customer inserted again since is written.
+_GONE_SQL = """DELETE FROM score_stage AS st
+WHERE st.customer_id IN (SELECT customer_id FROM segmentation.segment_feed WHERE event = 'exited')
+  AND NOT EXISTS (SELECT 1 FROM segmentation.customers AS c WHERE c.customer_id = st.customer_id)"""
 _UPSERT_SQL = f"""
 INSERT INTO segmentation.customer_segments
     (customer_id, segment, {", ".join(PROBABILITY_COLUMNS)}, model_version, source_updated_at, scored_at, run_id)
@@ -148,6 +176,9 @@ def score_queued(cur: Any, model: Any, *, run_id: str, shard: int, model_version
     # A full rescore never takes this lock per shard: only its publish step does, once.
     locks.xact_lock(cur, locks.SEGMENT_WRITE)
     lap = add_lap(phases, "wait", lap)
+    cur.execute(_GONE_SQL)
+    if cur.rowcount:
+        log.info("shard %d: %d customers deleted since they were read; not written", shard, cur.rowcount)
     cur.execute(_HISTORY_SQL, params)
     changed = int(cur.fetchone()[0])
     cur.execute(_UPSERT_SQL, params)

@@ -228,32 +228,23 @@ COMMENT ON COLUMN segmentation.realised_quality_daily.accuracy IS 'Share whose a
 COMMENT ON COLUMN segmentation.realised_quality_daily.macro_f1 IS 'Macro-F1 of that day''s outcomes (0..1).';
 COMMENT ON COLUMN segmentation.realised_quality_daily.log_loss IS 'Mean log loss of that day''s outcomes; NULL when some outcome has no probabilities.';
 
--- segment_transitions and segment_feed come with sql/015; on a database without them these comments wait for a
--- re-run of this file's statements, so they are conditional.
-DO $$
-BEGIN
-    IF to_regclass('segmentation.segment_transitions') IS NOT NULL THEN
-        COMMENT ON VIEW segmentation.segment_transitions IS
-            'Per scoring run, how many customers moved from one segment to another, and why.';
-        COMMENT ON COLUMN segmentation.segment_transitions.run_id IS 'Pipeline run that wrote the changes.';
-        COMMENT ON COLUMN segmentation.segment_transitions.from_segment IS 'Segment before the run; NULL for a first scoring.';
-        COMMENT ON COLUMN segmentation.segment_transitions.to_segment IS 'Segment after the run.';
-        COMMENT ON COLUMN segmentation.segment_transitions.cause IS
-            'Why: new (first scoring), model (a new model version), attributes (changed attributes) or both (the two together).';
-        COMMENT ON COLUMN segmentation.segment_transitions.customers IS 'Customers that made this transition in the run.';
-    END IF;
-    IF to_regclass('segmentation.segment_feed') IS NOT NULL THEN
-        COMMENT ON VIEW segmentation.segment_feed IS
-            'Every segment event in order, for consumers that read incrementally: WHERE change_id > last one read.';
-        COMMENT ON COLUMN segmentation.segment_feed.change_id IS 'Unique, increasing position of the event in the feed.';
-        COMMENT ON COLUMN segmentation.segment_feed.customer_id IS 'Customer id.';
-        COMMENT ON COLUMN segmentation.segment_feed.segment IS 'Segment after the event; NULL when the customer exited.';
-        COMMENT ON COLUMN segmentation.segment_feed.previous_segment IS 'Segment before the event; NULL when the customer entered.';
-        COMMENT ON COLUMN segmentation.segment_feed.event IS 'entered, moved or exited.';
-        COMMENT ON COLUMN segmentation.segment_feed.model_version IS 'Model version that assigned the segment.';
-        COMMENT ON COLUMN segmentation.segment_feed.run_id IS 'Pipeline run that wrote the event.';
-        COMMENT ON COLUMN segmentation.segment_feed.changed_at IS 'When the event was written.';
-        COMMENT ON COLUMN segmentation.segment_feed.history_id IS 'The segment_history row of the event.';
-    END IF;
-END
-$$;
+-- The two tables of sql/015 that analysts read.
+COMMENT ON TABLE segmentation.segment_transitions IS
+    'Per scoring run, how many customers moved from one segment to another, and why.';
+COMMENT ON COLUMN segmentation.segment_transitions.run_id IS 'Pipeline run that wrote the changes.';
+COMMENT ON COLUMN segmentation.segment_transitions.from_segment IS 'Segment before the run; NULL for a first scoring.';
+COMMENT ON COLUMN segmentation.segment_transitions.to_segment IS 'Segment after the run.';
+COMMENT ON COLUMN segmentation.segment_transitions.cause IS
+    'Why: new (first scoring), model (a new model version), attributes (changed attributes) or both (the two together).';
+COMMENT ON COLUMN segmentation.segment_transitions.customers IS 'Customers that made this transition in the run.';
+COMMENT ON TABLE segmentation.segment_feed IS
+    'Every segment event in order, for consumers that read incrementally: WHERE change_id > last one read.';
+COMMENT ON COLUMN segmentation.segment_feed.change_id IS 'Unique, increasing position of the event in the feed.';
+COMMENT ON COLUMN segmentation.segment_feed.customer_id IS 'Customer id.';
+COMMENT ON COLUMN segmentation.segment_feed.segment IS 'Segment after the event; NULL when the customer exited.';
+COMMENT ON COLUMN segmentation.segment_feed.previous_segment IS 'Segment before the event; NULL when the customer entered.';
+COMMENT ON COLUMN segmentation.segment_feed.event IS 'entered, moved or exited.';
+COMMENT ON COLUMN segmentation.segment_feed.model_version IS 'Model version that assigned the segment.';
+COMMENT ON COLUMN segmentation.segment_feed.run_id IS 'Pipeline run that wrote the event.';
+COMMENT ON COLUMN segmentation.segment_feed.changed_at IS 'When the event was written.';
+COMMENT ON COLUMN segmentation.segment_feed.history_id IS 'The segment_history row of the event.';

@@ -66,16 +66,9 @@ GRANT EXECUTE ON FUNCTION segmentation.analyze_after_bulk_write(text) TO segment
 GRANT SELECT, INSERT, DELETE ON segmentation.rebuild_distributions TO segmentation_pipeline;
 
 -- Analysts also read realised quality (sql/016) and the segment transitions and feed (sql/015), never the labels
--- or label outcomes behind them. The list is segmentation.dictionary.ANALYST_VIEWS; the views of sql/015 are
--- granted once they exist.
+-- or label outcomes behind them. The list is segmentation.dictionary.ANALYST_VIEWS.
 GRANT SELECT ON segmentation.realised_quality, segmentation.realised_quality_daily TO segmentation_analyst;
-DO $$
-BEGIN
-    IF to_regclass('segmentation.segment_transitions') IS NOT NULL THEN
-        GRANT SELECT ON segmentation.segment_transitions TO segmentation_analyst;
-    END IF;
-    IF to_regclass('segmentation.segment_feed') IS NOT NULL THEN
-        GRANT SELECT ON segmentation.segment_feed TO segmentation_analyst;
-    END IF;
-END
-$$;
+GRANT SELECT ON segmentation.segment_transitions, segmentation.segment_feed TO segmentation_analyst;
+-- Segment change feed and transitions (sql/015): scoring writes them (covered by the pipeline's grant on all
+-- tables), the CRM export keeps its watermark in feed_consumers.
+GRANT EXECUTE ON FUNCTION segmentation.rebuild_forget_exited(text) TO segmentation_pipeline;

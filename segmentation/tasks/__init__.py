@@ -8,7 +8,8 @@ core modules as arguments. By stage:
 - ``prepare``: clean and features;
 - ``retraining``: training, the gate and promotion;
 - ``review``, ``approval``: approval before promotion (hold a challenger, record the reviewer's decision);
-- ``score``: scoring in shards and finalise.
+- ``score``: scoring in shards and finalise;
+- ``export``: the CRM export of the segment change feed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from segmentation.config import Settings
 from segmentation.tasks.approval import record_review
+from segmentation.tasks.export import crm_export
 from segmentation.tasks.prepare import build_features, clean, labelled_features, typed_clean_frame
 from segmentation.tasks.retraining import evaluate_and_promote, promote_version, retrain_if_due, train
 from segmentation.tasks.runs import new_run_id, start_run, where
@@ -35,6 +37,7 @@ __all__ = [
     "Progress",
     "build_features",
     "clean",
+    "crm_export",
     "crm_export_summary",
     "evaluate_and_promote",
     "finalise",

@@ -7,7 +7,6 @@ import pytest
 from segmentation import cli, dictionary
 from segmentation.config import PROJECT_ROOT
 from segmentation.db import connect
-from tests.analyst_views import ensure_analyst_views
 from tests.helpers import execute
 
 pytestmark = pytest.mark.db
@@ -22,7 +21,6 @@ def described(url: str) -> list[dictionary.View]:
 
 
 def test_every_analyst_view_and_each_of_its_columns_has_a_comment(fresh_db: str) -> None:
-    ensure_analyst_views(fresh_db)
     views = described(fresh_db)
     assert dictionary.missing(views) == []
     assert [v.name for v in views] == list(dictionary.ANALYST_VIEWS)
@@ -36,13 +34,11 @@ def test_every_analyst_view_and_each_of_its_columns_has_a_comment(fresh_db: str)
 
 
 def test_readme_data_dictionary_is_the_one_the_database_generates(fresh_db: str) -> None:
-    ensure_analyst_views(fresh_db)
     generated = dictionary.render(described(fresh_db))
     assert dictionary.section(README.read_text()) == generated, f"README's data dictionary is out of date; {REGENERATE}"
 
 
 def test_the_command_prints_and_rewrites_the_section(fresh_db: str, tmp_path, capsys: pytest.CaptureFixture) -> None:
-    ensure_analyst_views(fresh_db)
     assert cli.main(["data-dictionary"]) == 0
     printed = capsys.readouterr().out
     assert printed == dictionary.render(described(fresh_db))

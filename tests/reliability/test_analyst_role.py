@@ -15,7 +15,6 @@ from segmentation.dictionary import ANALYST_VIEWS
 from segmentation.loading import load_customers, to_raw_text
 from segmentation.migrations import apply_roles
 from segmentation.synthetic import generate_customers
-from tests.analyst_views import ensure_analyst_views
 from tests.conftest import admin_url
 from tests.helpers import scalar
 
@@ -25,7 +24,6 @@ pytestmark = pytest.mark.db
 @pytest.fixture
 def analyst(fresh_db: str) -> Iterator[str]:
     """The URL of a throw-away login in ``segmentation_analyst``, once every analyst view exists."""
-    ensure_analyst_views(fresh_db)
     apply_roles(fresh_db)
     user = f"seg_analyst_{uuid.uuid4().hex[:8]}"
     admin = psycopg2.connect(admin_url())

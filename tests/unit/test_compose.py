@@ -230,15 +230,28 @@ def test_postgres_init_script_creates_the_customer_database(services):
     assert re.search(rf"CREATE DATABASE {customer_db}\b", initdb_scripts())
 
 
+# The only volume of an Airflow service: the workers' CRM export files, at SEGMENTATION_EXPORT_DIR.
+EXPORT_VOLUME = "crm-exports:/opt/airflow/crm-exports"
+
+
 def test_no_shared_models_or_data_volume(compose, services):
     for name, service in airflow_services(services).items():
-        assert not service.get("volumes"), f"{name} mounts {service.get('volumes')}"
+        allowed = [EXPORT_VOLUME] if name == "airflow-worker" else []
+        assert (service.get("volumes") or []) == allowed, f"{name} mounts {service.get('volumes')}"
     named = set(compose.get("volumes") or {})
     for name, service in services.items():
         for volume in service.get("volumes") or []:
             source = str(volume).split(":", 1)[0]
             if source in named:
-                assert name == "postgres", f"{name} mounts the named volume {source}"
+                assert (name, volume) in {("postgres", v) for v in services["postgres"]["volumes"]} | {
+                    ("airflow-worker", EXPORT_VOLUME)
+                }, f"{name} mounts the named volume {source}"
+
+
+def test_the_worker_exports_to_its_volume(services):
+    worker = services["airflow-worker"]
+    assert worker["environment"]["SEGMENTATION_EXPORT_DIR"] == EXPORT_VOLUME.split(":", 1)[1]
+    assert f"mkdir -p {EXPORT_VOLUME.split(':', 1)[1]}" in DOCKERFILE.read_text()
 
 
 def dockerfile_image() -> tuple[str, str]:
