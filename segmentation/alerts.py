@@ -25,6 +25,7 @@ from segmentation.errors import ConfigError
 log = logging.getLogger(__name__)
 
 KINDS = ("failed_run", "batch_refused", "drift_retrain", "challenger_refused", "share_moved")
+KINDS += ("deadline_missed",)
 ERROR_CHARS = 500
 
 

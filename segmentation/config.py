@@ -104,6 +104,9 @@ class Settings:
     # Whether the alerts' Airflow connection can be looked up in this process (inside Airflow, or set as
     # AIRFLOW_CONN_<ID> in the environment): the CLI does not import Airflow only to find there is none.
     alerts_connection_here: bool = False
+    # The nightly DAG's Deadline Alert: segments published within this many hours of the run's queued time;
+    # 0 turns it off (Airflow 3.3's dag.test() cannot run a DAG with a deadline: apache/airflow#73428).
+    freshness_deadline_hours: float = 4.0
 
     @property
     def model_cache_dir(self) -> Path:
@@ -153,6 +156,7 @@ def get_settings() -> Settings:
         training_database_url=os.environ.get(ENV_PREFIX + "TRAINING_DATABASE_URL") or None,
         model_signing_key=os.environ.get(ENV_PREFIX + "MODEL_SIGNING_KEY") or None,
         alerts_connection_here=bool(os.environ.get(f"AIRFLOW_CONN_{alerts_conn_id.upper()}")),
+        freshness_deadline_hours=_number("FRESHNESS_DEADLINE_HOURS", 4.0, 0.0, 168.0),
     )
 
 
@@ -165,6 +169,10 @@ PROMOTE_DAG_ID = "segmentation_promote"
 CHAMPION_ASSET_NAME = "segmentation_champion_model"
 # The Airflow Asset updated by every finished nightly run, with the run's counts in the event's extra.
 SEGMENTS_ASSET_NAME = "segmentation.customer_segments"
+# The lineage chain in Airflow's Assets view: customers (read by clean) -> features -> segments -> the CRM export.
+CUSTOMERS_ASSET_NAME = "segmentation.customers"
+FEATURES_ASSET_NAME = "segmentation.customer_features"
+CRM_EXPORT_ASSET_NAME = "segmentation.crm_export"
 # The Airflow pool that caps concurrent database-heavy tasks (scoring shards); created by the set-up scripts.
 DB_POOL_NAME = "segmentation_db"
 DB_POOL_SLOTS_DEFAULT = 4
