@@ -169,8 +169,13 @@ def on_deadline_missed(context: dict[str, Any], hours: float) -> None:
     deadline_time = str((context.get("deadline") or {}).get("deadline_time", "?"))
     if not run_id:
         raise ConfigError(f"the deadline callback got no DAG run in its context; keys: {sorted(context)}")
-    with fail_fast():
-        settings = resolve(get_settings(), require_key=False)
+    # Only the customer database: a callback process may look up connections but, unlike a task, is refused
+    # (not told "not found") for one that does not exist, such as the optional training login's.
+    settings = get_settings()
+    url = settings.database_url or connection_url(settings.airflow_conn_id)
+    if not url:
+        raise ConfigError(f"the Airflow connection {settings.airflow_conn_id!r} (the customer database) is not defined")
+    settings = replace(settings, database_url=url, alerts_connection_here=True)
     step = freshness.alert_missed_deadline(
         run_id, dag_id, deadline_time, hours, url=settings.database_url, settings=settings
     )
