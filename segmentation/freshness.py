@@ -45,15 +45,14 @@ def running_step(finished: dict[str, Any], planned_shards: int | None = None) ->
     done = [position for step in finished if (position := _task_of(step)) is not None]
     if not done:
         return NIGHTLY_STEPS[0][0]
-    last = max(done)
-    name = NIGHTLY_STEPS[last][0]
-    if name == "score":
+    following = NIGHTLY_STEPS[min(max(done) + 1, len(NIGHTLY_STEPS) - 1)][0]
+    if following in ("score", "finalise") and "plan" in finished:
         scored = sum(1 for step in finished if step.startswith("score_shard_"))
         if planned_shards is None or scored < planned_shards:
-            return f"score ({scored} of {planned_shards if planned_shards is not None else '?'} shards committed)"
-    if name == "plan" and planned_shards == 0:
+            total = planned_shards if planned_shards is not None else "?"
+            return f"score ({scored} of {total} shards committed)"
         return "finalise"
-    return NIGHTLY_STEPS[min(last + 1, len(NIGHTLY_STEPS) - 1)][0]
+    return following
 
 
 def _planned_shards(figures: dict[str, Any]) -> int | None:
