@@ -43,7 +43,8 @@ lint: install
 
 ## Airflow standalone (api-server, scheduler, dag-processor, triggerer) with these DAGs.
 up: install
-	scripts/up.sh
+	@# OpenLineage events to the console (the task logs) unless a transport is set (README, "Lineage").
+	ol='{"type": "console"}'; AIRFLOW__OPENLINEAGE__TRANSPORT="$${AIRFLOW__OPENLINEAGE__TRANSPORT:-$$ol}" scripts/up.sh
 
 clean-data:
 	rm -rf .data

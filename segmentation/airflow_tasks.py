@@ -113,9 +113,16 @@ def fail_fast() -> Iterator[None]:
 
 
 def run(step: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Call a task-layer step with the task's resolved settings (its database URLs and signing key)."""
+    """Call a task-layer step with the task's resolved settings (its database URLs and signing key), then
+    report the tables it read and wrote as lineage (segmentation.lineage)."""
+    from segmentation import lineage
+
+    lineage.fresh_collector()
     with fail_fast():
-        return step(*args, settings=task_settings(), **kwargs)
+        settings = task_settings()
+        result = step(*args, settings=settings, **kwargs)
+    lineage.report(getattr(step, "__name__", ""), settings.database_url)
+    return result
 
 
 def promote(run_id: str, params: dict[str, Any], dag_run: Any, champion_event: Any) -> dict[str, Any]:
@@ -147,3 +154,45 @@ def on_task_failure(context: Any) -> None:
         log.error("the failure could not be recorded: %s", alerts.one_line(exc))
         return
     alerts.on_task_failure(context, url=settings.database_url, settings=settings)
+
+
+def on_deadline_missed(context: dict[str, Any], hours: float) -> None:
+    """The nightly DAG's Deadline Alert callback (a ``SyncCallback``, run by the executor on a worker, where
+    the customer database connection exists): raise the ``deadline_missed`` alert naming the run and the step
+    still running. ``context`` is what Airflow's scheduler hands a deadline callback: the DAG run and the
+    deadline."""
+    from segmentation import freshness
+
+    dag_run = context.get("dag_run") or {}
+    run_id = dag_run.get("dag_run_id") or dag_run.get("run_id")
+    dag_id = dag_run.get("dag_id") or "segmentation_nightly"
+    deadline_time = str((context.get("deadline") or {}).get("deadline_time", "?"))
+    if not run_id:
+        raise ConfigError(f"the deadline callback got no DAG run in its context; keys: {sorted(context)}")
+    # Only the customer database: a callback process may look up connections but, unlike a task, is refused
+    # (not told "not found") for one that does not exist, such as the optional training login's.
+    settings = get_settings()
+    url = settings.database_url or connection_url(settings.airflow_conn_id)
+    if not url:
+        raise ConfigError(f"the Airflow connection {settings.airflow_conn_id!r} (the customer database) is not defined")
+    settings = replace(settings, database_url=url, alerts_connection_here=True)
+    step = freshness.alert_missed_deadline(
+        run_id, dag_id, deadline_time, hours, url=settings.database_url, settings=settings
+    )
+    log.warning("run %s missed its freshness deadline (%s); still running: %s", run_id, deadline_time, step)
+
+
+def not_a_backfill(dag_run: Any) -> bool:
+    """The nightly DAG's first task (``@task.short_circuit``): False for a backfill run, which skips every
+    other task. The pipeline always scores the current customers with the current champion, so a past date
+    has nothing to recompute, and a backfill must neither overwrite today's segments nor add history."""
+    run_type = getattr(dag_run, "run_type", None)
+    if str(getattr(run_type, "value", run_type)) == "backfill":
+        log.info(
+            "run %s is a backfill (logical date %s): nothing to recompute for a past date; every task skipped, "
+            "nothing written",
+            getattr(dag_run, "run_id", "?"),
+            getattr(dag_run, "logical_date", None),
+        )
+        return False
+    return True

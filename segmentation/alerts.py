@@ -33,6 +33,7 @@ KINDS = (
     "share_moved",
     "approval_pending",  # sql/014
     "realised_quality_drop",  # sql/016
+    "deadline_missed",  # sql/017
 )
 ERROR_CHARS = 500
 

@@ -121,6 +121,9 @@ class Settings:
     approval_timeout_hours: float = 72.0
     # The folder of the CRM export's change-feed files (segmentation.feed); None: <data_dir>/exports.
     export_dir: Path | None = None
+    # The nightly DAG's Deadline Alert: segments published within this many hours of the run's queued time;
+    # 0 turns it off (Airflow 3.3's dag.test() cannot run a DAG with a deadline: apache/airflow#73428).
+    freshness_deadline_hours: float = 4.0
 
     @property
     def model_cache_dir(self) -> Path:
@@ -177,6 +180,7 @@ def get_settings() -> Settings:
         promotion_approval=_choice("PROMOTION_APPROVAL", "off", APPROVAL_CHOICES),
         approval_timeout_hours=_number("APPROVAL_TIMEOUT_HOURS", 72.0, 0.001, 720.0),
         export_dir=Path(_env("EXPORT_DIR", str(data_dir / "exports"))).expanduser().resolve(),
+        freshness_deadline_hours=_number("FRESHNESS_DEADLINE_HOURS", 4.0, 0.0, 168.0),
     )
 
 
@@ -191,6 +195,10 @@ PROMOTE_DAG_ID = "segmentation_promote"
 CHAMPION_ASSET_NAME = "segmentation_champion_model"
 # The Airflow Asset updated by every finished nightly run, with the run's counts in the event's extra.
 SEGMENTS_ASSET_NAME = "segmentation.customer_segments"
+# The lineage chain in Airflow's Assets view: customers (read by clean) -> features -> segments -> the CRM export.
+CUSTOMERS_ASSET_NAME = "segmentation.customers"
+FEATURES_ASSET_NAME = "segmentation.customer_features"
+CRM_EXPORT_ASSET_NAME = "segmentation.crm_export"
 # The Airflow pool that caps concurrent database-heavy tasks (scoring shards); created by the set-up scripts.
 DB_POOL_NAME = "segmentation_db"
 DB_POOL_SLOTS_DEFAULT = 4

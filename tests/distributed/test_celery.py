@@ -98,7 +98,7 @@ def test_nightly_on_two_celery_workers_equals_local_executor(
         worker = figures["worker"].rsplit(":", 1)[0]
         by_worker[worker] = by_worker.get(worker, 0) + 1
     assert set(by_worker) == {"worker-1", "worker-2"}, by_worker
-    assert task_states(metadata_db, celery_run) == {"success": 6 + len(shards)}
+    assert task_states(metadata_db, celery_run) == {"success": 7 + len(shards)}
 
     local = deploy(tmp_path, "local", metadata_db, local_db, "LocalExecutor")
     local.env.update(env)

@@ -246,7 +246,7 @@ def test_worker_killed_mid_shard_is_retried_on_the_other_worker(
         shards = shard_steps(customers, run_id)
         assert shards[f"score_shard_{shard}"]["worker"].startswith(f"{survivor}:")
         assert sum(figures["rows"] for figures in shards.values()) == N_CUSTOMERS
-        assert task_states(metadata_db, run_id) == {"success": 6 + len(shards)}
+        assert task_states(metadata_db, run_id) == {"success": 7 + len(shards)}
         retried_tasks = fetch(
             metadata_db,
             "SELECT count(*) FROM task_instance WHERE dag_id = %s AND run_id = %s AND try_number > 1",
@@ -347,7 +347,7 @@ def test_redis_restarted_mid_run(
         assert all(tries[index] == 1 for index in running) and not set(running) & set(requeued), (tries, requeued)
         # No task failed for the restart: a lost message is requeued, not failed and retried.
         assert retried == [], retried
-        assert task_states(metadata_db, run_id) == {"success": 6 + len(tries)}
+        assert task_states(metadata_db, run_id) == {"success": 7 + len(tries)}
     finally:
         drop_database(customers)
     log.info(
