@@ -112,3 +112,17 @@ def load_generated(rows: int, seed: int = 1, start_id: int = 1, labelled_share: 
 
     frame = generate_customers(rows, labelled_share=labelled_share, seed=seed, start_id=start_id)
     load_customers(to_raw_text(frame), run_id="test-load", url=db_url())
+
+
+def run_as(url: str, statement: str) -> list:
+    """Run ``statement`` as the login of ``url`` (e.g. a least-privilege role) and roll back; its rows, if any."""
+    import psycopg2
+
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.rollback()
+        conn.close()

@@ -16,7 +16,7 @@ from segmentation.loading import load_customers, to_raw_text
 from segmentation.migrations import apply_roles
 from segmentation.synthetic import generate_customers
 from tests.conftest import admin_url
-from tests.helpers import scalar
+from tests.helpers import run_as, scalar
 
 pytestmark = pytest.mark.db
 
@@ -38,17 +38,6 @@ def analyst(fresh_db: str) -> Iterator[str]:
         admin.close()
 
 
-def _run(url: str, statement: str) -> list:
-    conn = psycopg2.connect(url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(statement)
-            return cur.fetchall() if cur.description else []
-    finally:
-        conn.rollback()
-        conn.close()
-
-
 def test_the_analyst_reads_the_analyst_views_and_realised_quality_but_nothing_raw(
     analyst: str, fresh_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -61,18 +50,18 @@ def test_the_analyst_reads_the_analyst_views_and_realised_quality_but_nothing_ra
     tasks.run_nightly("for-analysts")
     load_customers(raw.iloc[600:], run_id="late-labels", url=fresh_db)
 
-    readable = _run(
+    readable = run_as(
         analyst,
         """SELECT c.relname FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
            WHERE n.nspname LIKE 'segmentation%' AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
              AND has_table_privilege(c.oid, 'SELECT')""",
     )
     assert sorted(r[0] for r in readable) == sorted(ANALYST_VIEWS)
-    assert _run(analyst, "SELECT labelled FROM segmentation.realised_quality") == [(300,)]
-    assert _run(analyst, "SELECT sum(labelled) FROM segmentation.realised_quality_daily") == [(300,)]
+    assert run_as(analyst, "SELECT labelled FROM segmentation.realised_quality") == [(300,)]
+    assert run_as(analyst, "SELECT sum(labelled) FROM segmentation.realised_quality_daily") == [(300,)]
     assert scalar("SELECT count(*) FROM segmentation.label_outcomes") == 300
     for view in ANALYST_VIEWS:
-        _run(analyst, f"SELECT * FROM segmentation.{view} LIMIT 1")
+        run_as(analyst, f"SELECT * FROM segmentation.{view} LIMIT 1")
     for statement in (
         "SELECT * FROM segmentation.label_outcomes",
         "SELECT * FROM segmentation.label_outcome_classes",
@@ -85,4 +74,4 @@ def test_the_analyst_reads_the_analyst_views_and_realised_quality_but_nothing_ra
         "DELETE FROM segmentation.label_outcomes",
     ):
         with pytest.raises(psycopg2.errors.InsufficientPrivilege):
-            _run(analyst, statement)
+            run_as(analyst, statement)

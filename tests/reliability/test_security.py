@@ -14,7 +14,7 @@ from segmentation import tasks
 from segmentation.db import reset_url_cache
 from segmentation.migrations import apply_roles
 from tests.conftest import admin_url
-from tests.helpers import load_generated, scalar
+from tests.helpers import load_generated, run_as, scalar
 
 pytestmark = pytest.mark.db
 
@@ -45,17 +45,6 @@ def login_users(fresh_db: str):
     admin.close()
 
 
-def _run(url: str, statement: str) -> list:
-    conn = psycopg2.connect(url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(statement)
-            return cur.fetchall() if cur.description else []
-    finally:
-        conn.rollback()
-        conn.close()
-
-
 def test_the_pipeline_and_training_roles_run_the_pipeline_but_cannot_change_the_schema(
     login_users: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -71,7 +60,7 @@ def test_the_pipeline_and_training_roles_run_the_pipeline_but_cannot_change_the_
     for user in ("pipeline", "training"):
         for statement in ("DROP TABLE segmentation.customers", "CREATE TABLE segmentation.x (a int)"):
             with pytest.raises(psycopg2.errors.InsufficientPrivilege):
-                _run(login_users[user], statement)
+                run_as(login_users[user], statement)
 
 
 def test_the_scoring_role_reads_model_versions_but_can_never_change_them(
@@ -82,7 +71,7 @@ def test_the_scoring_role_reads_model_versions_but_can_never_change_them(
     load_generated(600, labelled_share=0.6)
     tasks.run_nightly("owner-run")
     scoring = login_users["pipeline"]
-    assert _run(scoring, "SELECT version, length(artifact) > 0 FROM segmentation.model_versions") == [(1, True)]
+    assert run_as(scoring, "SELECT version, length(artifact) > 0 FROM segmentation.model_versions") == [(1, True)]
     for statement in (
         "UPDATE segmentation.model_versions SET artifact = '\\x00', sha256 = repeat('0', 64)",
         "UPDATE segmentation.model_versions SET status = 'retired'",
@@ -90,14 +79,14 @@ def test_the_scoring_role_reads_model_versions_but_can_never_change_them(
         "DELETE FROM segmentation.model_versions",
     ):
         with pytest.raises(psycopg2.errors.InsufficientPrivilege):
-            _run(scoring, statement)
+            run_as(scoring, statement)
     # Without a training login the scoring login cannot register a model: training fails, nothing is added.
     monkeypatch.setenv("SEGMENTATION_DATABASE_URL", scoring)
     monkeypatch.delenv("SEGMENTATION_TRAINING_DATABASE_URL", raising=False)
     reset_url_cache()
     with pytest.raises(psycopg2.errors.InsufficientPrivilege):
         tasks.train("as-scoring-role", trigger="manual")
-    assert _run(scoring, "SELECT count(*) FROM segmentation.model_versions") == [(1,)]
+    assert run_as(scoring, "SELECT count(*) FROM segmentation.model_versions") == [(1,)]
     # The training login registers versions but cannot touch customers, segments or the queue.
     for statement in (
         "DELETE FROM segmentation.customer_segments",
@@ -105,7 +94,7 @@ def test_the_scoring_role_reads_model_versions_but_can_never_change_them(
         "INSERT INTO segmentation.score_queue VALUES ('x', 0, 1)",
     ):
         with pytest.raises(psycopg2.errors.InsufficientPrivilege):
-            _run(login_users["training"], statement)
+            run_as(login_users["training"], statement)
 
 
 def test_the_analyst_role_reads_the_views_only(login_users: dict, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -114,9 +103,9 @@ def test_the_analyst_role_reads_the_views_only(login_users: dict, monkeypatch: p
     load_generated(800, labelled_share=0.6)
     tasks.run_nightly("for-analysts")
     analyst = login_users["analyst"]
-    assert len(_run(analyst, "SELECT * FROM segmentation.current_segments")) == 800
-    assert {r[0] for r in _run(analyst, "SELECT segment FROM segmentation.segment_summary")} == set("ABCD")
-    _run(analyst, "SELECT * FROM segmentation.segment_changes")
+    assert len(run_as(analyst, "SELECT * FROM segmentation.current_segments")) == 800
+    assert {r[0] for r in run_as(analyst, "SELECT segment FROM segmentation.segment_summary")} == set("ABCD")
+    run_as(analyst, "SELECT * FROM segmentation.segment_changes")
     for statement in (
         "SELECT raw FROM segmentation.customer_rejects",
         "SELECT artifact FROM segmentation.model_versions",
@@ -125,7 +114,7 @@ def test_the_analyst_role_reads_the_views_only(login_users: dict, monkeypatch: p
         "INSERT INTO segmentation.customer_labels VALUES (1, 'A')",
     ):
         with pytest.raises(psycopg2.errors.InsufficientPrivilege):
-            _run(analyst, statement)
+            run_as(analyst, statement)
 
 
 def test_passwords_never_reach_the_logs(
@@ -193,7 +182,7 @@ def ui_login(fresh_db: str):
 
 def test_the_ui_role_reads_every_table_the_pages_show_but_changes_no_model_or_segment(ui_login: str) -> None:
     for relation in UI_READS:
-        _run(ui_login, f"SELECT * FROM segmentation.{relation} LIMIT 1")
+        run_as(ui_login, f"SELECT * FROM segmentation.{relation} LIMIT 1")
     for statement in (
         "INSERT INTO segmentation.model_versions (model_name, sha256, artifact) VALUES ('x', repeat('0', 64), '')",
         "UPDATE segmentation.model_versions SET status = 'champion'",
@@ -204,4 +193,4 @@ def test_the_ui_role_reads_every_table_the_pages_show_but_changes_no_model_or_se
         "DELETE FROM segmentation.customer_segments",
     ):
         with pytest.raises(psycopg2.errors.InsufficientPrivilege):
-            _run(ui_login, statement)
+            run_as(ui_login, statement)
