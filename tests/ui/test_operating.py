@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import scalar
+from tests.helpers import execute, query, scalar
 from tests.retrain_child import Background, awaiting_review
 from tests.ui.test_browser import ARTIFACTS, PASSWORD, _shot, api_server, browser  # noqa: F401 (fixtures)
 
@@ -40,6 +40,32 @@ def retrain(scored_db: str, api_server: str, tmp_path: Path, monkeypatch: pytest
         (ARTIFACTS / "operating-retrain.log").write_bytes(started.log.read_bytes())
 
 
+@pytest.fixture
+def earlier_alerts(scored_db: str) -> Iterator[list[int]]:
+    """Two earlier alerts of other kinds, raised through ``alerts.raise_alert`` (stored, delivery attempted) so
+    that the alerts page has more than the approval to show; removed afterwards."""
+    from segmentation import alerts
+    from segmentation.config import get_settings
+
+    settings = get_settings()
+    raised = [
+        ("failed_run", "task load failed: DatabaseError: the customer database did not answer within 30 s",
+         "scheduled__2026-12-02T02:00:00+00:00", "segmentation_nightly", "load"),
+        ("batch_refused", "batch refused: 41.0 % of the rows failed validation (at most 20 % allowed)",
+         "scheduled__2026-12-03T02:00:00+00:00", "segmentation_nightly", "clean"),
+    ]  # fmt: skip
+    before = int(scalar("SELECT coalesce(max(alert_id), 0) FROM segmentation.alerts"))
+    for kind, message, run_id, dag_id, task_id in raised:
+        alerts.raise_alert(kind, message, run_id=run_id, dag_id=dag_id, task_id=task_id, url=scored_db,
+                           settings=settings)  # fmt: skip
+    ids = [int(row[0]) for row in query("SELECT alert_id FROM segmentation.alerts WHERE alert_id > %s", (before,))]
+    assert len(ids) == len(raised)
+    try:
+        yield ids
+    finally:
+        execute("DELETE FROM segmentation.alerts WHERE alert_id = ANY(%s)", (ids,))
+
+
 def champion() -> int:
     return int(scalar("SELECT version FROM segmentation.model_versions WHERE status = 'champion'"))
 
@@ -56,7 +82,12 @@ def _dump(page, name: str) -> None:
     (ARTIFACTS / f"{name}.html").write_text(page.content())
 
 
-def test_approve_a_challenger_in_airflows_required_actions(api_server: str, browser, retrain: Background) -> None:  # noqa: F811
+def test_approve_a_challenger_in_airflows_required_actions(
+    api_server: str,  # noqa: F811
+    browser,  # noqa: F811
+    earlier_alerts: list[int],
+    retrain: Background,
+) -> None:
     before = champion()
     run_id = awaiting_review(retrain)
     version = int(scalar("SELECT max(version) FROM segmentation.model_versions"))
@@ -80,6 +111,7 @@ def test_approve_a_challenger_in_airflows_required_actions(api_server: str, brow
         assert f"v{version} awaits approval" in pending.inner_text()
         assert "/tasks/review/required_actions" in pending.locator("a.required-action").get_attribute("href")
         assert page.locator("#alerts tbody tr").first.inner_text() == pending.inner_text()
+        assert page.locator("#alerts tr.kind-failed_run, #alerts tr.kind-batch_refused").count() >= len(earlier_alerts)
         _shot(page, "alerts", docs=True)
 
         # The models page marks the version and links to Airflow's Required actions page of its review.
@@ -88,6 +120,7 @@ def test_approve_a_challenger_in_airflows_required_actions(api_server: str, brow
         assert "awaiting approval" in row.inner_text()
         row.get_by_role("link", name="approve or reject in Airflow").click()
         page.wait_for_url(re.compile(r"/dags/segmentation_retrain/runs/.+/tasks/review/required_actions"))
+        page.set_viewport_size({"width": 1400, "height": 1900})  # the whole review body, without inner scrolling
         approve = page.get_by_role("button", name="Approve")
         try:
             approve.wait_for()
@@ -119,7 +152,7 @@ def test_approve_a_challenger_in_airflows_required_actions(api_server: str, brow
 
 def test_assets_view_shows_the_chain_of_the_pipelines_assets(api_server: str, browser) -> None:  # noqa: F811
     """Airflow's Assets list has every asset the DAGs declare; the graph of the segments asset shows the chain
-    from the customers through the DAGs that produce and consume it (more assets only add nodes)."""
+    through the DAGs that produce and consume it, down to the CRM export (more assets only add nodes)."""
     from airflow.models.asset import AssetModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
@@ -142,20 +175,20 @@ def test_assets_view_shows_the_chain_of_the_pipelines_assets(api_server: str, br
                 page.get_by_text(name, exact=True).first.wait_for()
 
         page.goto(f"{api_server}/assets/{assets[SEGMENTS_ASSET]}")
-        graph = page.locator(".react-flow")
+        nodes = page.locator(".react-flow__node")
         try:
-            graph.first.wait_for()
+            nodes.filter(has_text=SEGMENTS_ASSET).first.wait_for()
         except Exception:
             _dump(page, "assets-lineage")
+            _shot(page, "assets-lineage-failed")
             raise
         page.wait_for_load_state("networkidle")
-        nodes = graph.first.locator(".react-flow__node")
         texts = " ".join(nodes.all_inner_texts())
-        for expected in ("segmentation.customers", SEGMENTS_ASSET, "segmentation_nightly"):
+        # The nightly run produces the segments, which schedule the CRM export, which produces its own asset.
+        for expected in (SEGMENTS_ASSET, "segmentation_nightly", "segmentation_crm_export", "segmentation.crm_export"):
             assert expected in texts, texts
-        for optional in ("segmentation.customer_features", "segmentation.crm_export"):
-            if optional in assets:  # declared on this branch: then the graph must show it too
-                assert optional in texts, texts
+        if "segmentation.customer_features" in assets:  # declared on this branch: the chain passes through it
+            assert "segmentation.customer_features" in texts, texts
         _shot(page, "assets-lineage", docs=True)
     finally:
         context.close()
