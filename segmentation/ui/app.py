@@ -30,7 +30,7 @@ from segmentation.config import PROMOTE_DAG_ID, Settings, get_settings
 from segmentation.db import connect
 from segmentation.errors import ConfigError, DatabaseError, ModelError
 from segmentation.identifiers import InvalidCustomerId, parse_customer_id
-from segmentation.ui import airflow_api, charts, content, insights, security
+from segmentation.ui import airflow_api, alert_views, charts, content, insights, security
 from segmentation.ui.security import Caller
 
 log = logging.getLogger(__name__)
@@ -331,6 +331,7 @@ def _pages(app: FastAPI) -> None:
         return render(request, "docs.html", caller, endpoints=endpoints)
 
     app.include_router(pages)
+    app.include_router(alert_views.page_router(ui_settings, render))
 
 
 def _what_if_page(
@@ -393,3 +394,4 @@ def _api(app: FastAPI) -> None:
 
     app.include_router(api)
     app.include_router(insights.api_router(ui_settings))
+    app.include_router(alert_views.api_router(ui_settings))

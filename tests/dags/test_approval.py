@@ -8,10 +8,6 @@ answers; ``dag.test()`` does not raise when a task fails, so every run's state i
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,14 +22,13 @@ from segmentation.config import PROMOTE_DAG_ID, REVIEW_TASK_ID, get_settings
 from segmentation.loading import load_customers, to_raw_text
 from segmentation.synthetic import generate_customers
 from segmentation.ui import content
-from tests.airflow_setup import DAGS, ROOT
+from tests.airflow_setup import DAGS
 from tests.dags.test_promote_and_config_faults import champion, champion_events, task_tries
 from tests.helpers import db_url, scalar
+from tests.retrain_child import RETRAIN, Background, awaiting_review
 
 pytestmark = [pytest.mark.airflow, pytest.mark.db]
 
-RETRAIN = "segmentation_retrain"
-WAIT_SECONDS = 300
 SIMPLE_AUTH = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 
 
@@ -86,50 +81,6 @@ def retrain_dag(monkeypatch: pytest.MonkeyPatch, **env: str):
     return bag.dags[RETRAIN]
 
 
-# The retrain run in its own process, as a worker runs it: the task runner's timeouts need the main thread, and
-# this process answers meanwhile, as Airflow's UI and scheduler would.
-RUN_RETRAIN = """
-import json, sys
-from airflow.dag_processing.dagbag import DagBag
-dag = DagBag(dag_folder=sys.argv[1]).dags["segmentation_retrain"]
-run = dag.test(run_conf=json.loads(sys.argv[2]))
-print("RESULT " + json.dumps({"run_id": run.run_id, "state": str(run.state)}))
-"""
-
-
-class Background:
-    """``dag.test()`` of segmentation_retrain in a child process; ``result()`` waits for its DagRun."""
-
-    def __init__(self, run_conf: dict[str, Any], log: Path) -> None:
-        self.log = log
-        with log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-c", RUN_RETRAIN, str(DAGS), json.dumps(run_conf)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-                env={**os.environ, "PYTHONPATH": str(ROOT)},
-            )
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def result(self) -> SimpleNamespace:
-        try:
-            self.process.wait(WAIT_SECONDS)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            pytest.fail(f"the retrain run did not finish:\n{self.log.read_text()[-3000:]}")
-        lines = [line for line in self.log.read_text().splitlines() if line.startswith("RESULT ")]
-        assert lines, self.log.read_text()[-3000:]
-        return SimpleNamespace(dag_id=RETRAIN, **json.loads(lines[-1].removeprefix("RESULT ")))
-
-    def stop(self) -> None:
-        if self.alive():
-            self.process.kill()
-            self.process.wait(30)
-
-
 @pytest.fixture
 def background(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], Background]]:
     started: list[Background] = []
@@ -145,31 +96,10 @@ def background(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], Background
 
 def pending_review(api, started: Background) -> tuple[str, dict[str, Any]]:
     """Wait until the run's review task awaits input; returns (run_id, its HITL detail from the REST API)."""
-    from airflow.models.dagrun import DagRun
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        if not started.alive():
-            pytest.fail(f"the run ended without awaiting a review:\n{started.log.read_text()[-3000:]}")
-        with create_session() as session:
-            row = session.execute(
-                select(TaskInstance.run_id, TaskInstance.state)
-                .join(DagRun, (DagRun.dag_id == TaskInstance.dag_id) & (DagRun.run_id == TaskInstance.run_id))
-                .where(
-                    TaskInstance.dag_id == RETRAIN, TaskInstance.task_id == REVIEW_TASK_ID, DagRun.state == "running"
-                )
-            ).first()
-        if row is not None and str(row.state) == "awaiting_input":
-            code, detail = api(
-                "GET", f"/api/v2/dags/{RETRAIN}/dagRuns/{row.run_id}/taskInstances/{REVIEW_TASK_ID}/-1/hitlDetails"
-            )
-            assert code == 200, detail
-            return row.run_id, detail
-        time.sleep(1)
-    pytest.fail("the review task never awaited input")
+    run_id = awaiting_review(started)
+    code, detail = api("GET", f"/api/v2/dags/{RETRAIN}/dagRuns/{run_id}/taskInstances/{REVIEW_TASK_ID}/-1/hitlDetails")
+    assert code == 200, detail
+    return run_id, detail
 
 
 def respond(api, run_id: str, option: str, comment: str) -> dict[str, Any]:
