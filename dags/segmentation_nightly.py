@@ -20,7 +20,9 @@ from segmentation.dag_defaults import default_args, training_task_args
 DOC_MD = """
 ### Nightly customer segmentation
 
-Runs daily at 02:00 UTC, and again whenever `segmentation_retrain` promotes a new champion model.
+Runs daily at 02:00 UTC, and again whenever `segmentation_retrain` promotes a new champion model or an upstream
+loader announces a customer batch with an Asset event for `segmentation.customers`
+(`POST /api/v2/assets/events`).
 
 0. **not_a_backfill**: a backfill run (over past dates) skips every task and writes nothing: the pipeline
    always scores the current customers with the current champion, so a past date has nothing to recompute.
@@ -58,9 +60,10 @@ SEGMENTS = Asset(name=SEGMENTS_ASSET_NAME)
 
 @dag(
     dag_id="segmentation_nightly",
+    # 02:00 UTC, a new champion, or an upstream loader's announcement of a customer batch (an Asset event).
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable("0 2 * * *", timezone="UTC"),
-        assets=[Asset(name=CHAMPION_ASSET_NAME)],
+        assets=Asset(name=CHAMPION_ASSET_NAME) | CUSTOMERS,
     ),
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,

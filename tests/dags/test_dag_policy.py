@@ -39,6 +39,8 @@ def test_nightly_schedule_is_0200_utc_or_a_new_champion(dagbag) -> None:
     assert cron.expression == "0 2 * * *"
     assert str(cron.timezone) in {"UTC", "Timezone('UTC')"}
     assert "segmentation_champion_model" in repr(dag.timetable.asset_condition)
+    assert "segmentation.customers" in repr(dag.timetable.asset_condition)
+    assert type(dag.timetable.asset_condition).__name__ == "AssetAny"  # either one starts a run
 
 
 def test_retrain_is_manual_with_params(dagbag) -> None:
