@@ -42,28 +42,39 @@ def retrain(scored_db: str, api_server: str, tmp_path: Path, monkeypatch: pytest
 
 @pytest.fixture
 def earlier_alerts(scored_db: str) -> Iterator[list[int]]:
-    """Two earlier alerts of other kinds, raised through ``alerts.raise_alert`` (stored, delivery attempted) so
-    that the alerts page has more than the approval to show; removed afterwards."""
-    from segmentation import alerts
+    """Two earlier alerts of other kinds, so that the alerts page has more than the approval to show: the
+    ``deadline_missed`` alert that the nightly DAG's deadline callback raises (``freshness.alert_missed_deadline``)
+    for a planted run that committed start and clean only, and a refused batch through ``alerts.raise_alert``;
+    removed afterwards, with the planted run."""
+    from segmentation import alerts, freshness
     from segmentation.config import get_settings
 
     settings = get_settings()
-    raised = [
-        ("failed_run", "task load failed: DatabaseError: the customer database did not answer within 30 s",
-         "scheduled__2026-12-02T02:00:00+00:00", "segmentation_nightly", "load"),
-        ("batch_refused", "batch refused: 41.0 % of the rows failed validation (at most 20 % allowed)",
-         "scheduled__2026-12-03T02:00:00+00:00", "segmentation_nightly", "clean"),
-    ]  # fmt: skip
+    late_run = "scheduled__2026-12-03T02:00:00+00:00"
+    execute(
+        """INSERT INTO segmentation.pipeline_runs (run_id, dag_id, started_at, status, steps)
+           VALUES (%s, 'segmentation_nightly', '2026-12-03T02:00:05+00:00', 'running',
+                   '{"start": {}, "clean": {"rows": 1200}}')""",
+        (late_run,),
+    )
     before = int(scalar("SELECT coalesce(max(alert_id), 0) FROM segmentation.alerts"))
-    for kind, message, run_id, dag_id, task_id in raised:
-        alerts.raise_alert(kind, message, run_id=run_id, dag_id=dag_id, task_id=task_id, url=scored_db,
-                           settings=settings)  # fmt: skip
+    step = freshness.alert_missed_deadline(
+        late_run, "segmentation_nightly", "2026-12-03T06:00:04+00:00", 4.0, url=scored_db, settings=settings
+    )
+    assert step.startswith("features")
+    alerts.raise_alert(
+        "batch_refused",
+        "batch refused: 41.0 % of the rows failed validation (at most 20 % allowed)",
+        run_id="scheduled__2026-12-02T02:00:00+00:00", dag_id="segmentation_nightly", task_id="clean",
+        url=scored_db, settings=settings,
+    )  # fmt: skip
     ids = [int(row[0]) for row in query("SELECT alert_id FROM segmentation.alerts WHERE alert_id > %s", (before,))]
-    assert len(ids) == len(raised)
+    assert len(ids) == 2
     try:
         yield ids
     finally:
         execute("DELETE FROM segmentation.alerts WHERE alert_id = ANY(%s)", (ids,))
+        execute("DELETE FROM segmentation.pipeline_runs WHERE run_id = %s", (late_run,))
 
 
 def champion() -> int:
@@ -111,7 +122,9 @@ def test_approve_a_challenger_in_airflows_required_actions(
         assert f"v{version} awaits approval" in pending.inner_text()
         assert "/tasks/review/required_actions" in pending.locator("a.required-action").get_attribute("href")
         assert page.locator("#alerts tbody tr").first.inner_text() == pending.inner_text()
-        assert page.locator("#alerts tr.kind-failed_run, #alerts tr.kind-batch_refused").count() >= len(earlier_alerts)
+        late = page.locator("#alerts tr.kind-deadline_missed", has_text="scheduled__2026-12-03T02:00:00+00:00")
+        assert "step still running: features" in late.inner_text()
+        assert page.locator("#alerts tr.kind-batch_refused").count() >= 1
         _shot(page, "alerts", docs=True)
 
         # The models page marks the version and links to Airflow's Required actions page of its review.
