@@ -23,6 +23,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -145,6 +146,29 @@ def _shot(page, name: str, *, docs: bool = False) -> None:
         shutil.copy(path, DOCS_IMG / f"{name}.png")
 
 
+@contextmanager
+def signed_in(
+    browser, base: str, path: str, user: str, *, width: int = 1400, shot: str | None = None
+) -> Iterator[object]:
+    """A page of a fresh browser context: an anonymous visit to `path` goes to Airflow's login page, and
+    signing in as `user` comes back to `path`. `shot` names a screenshot of the filled login form."""
+    context = browser.new_context(viewport={"width": width, "height": 1000})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(f"{base}{path}")
+        page.wait_for_url(re.compile(r"/auth/login"))
+        page.locator("input[name=username]").fill(user)
+        page.locator("input[name=password]").fill(PASSWORD)
+        if shot:
+            _shot(page, shot)
+        page.locator("button[type=submit]").click()
+        page.wait_for_url(re.compile(re.escape(path.rstrip("/")) + r"/?$"))
+        yield page
+    finally:
+        context.close()
+
+
 def _read_reasons(rows) -> None:
     """The reasons table: five rows, each an attribute among the nine with a signed effect in points."""
     rows.first.wait_for()
@@ -156,18 +180,7 @@ def _read_reasons(rows) -> None:
 
 
 def test_log_in_open_segmentation_from_the_nav_what_if_and_a_customer(api_server: str, browser) -> None:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    try:
-        # 1. An anonymous visit to the plugin goes to Airflow's login page.
-        page.goto(f"{api_server}/segmentation/")
-        page.wait_for_url(re.compile(r"/auth/login"))
-        page.locator("input[name=username]").fill("admin")
-        page.locator("input[name=password]").fill(PASSWORD)
-        _shot(page, "airflow-login")
-        page.locator("button[type=submit]").click()
-        page.wait_for_url(re.compile(r"/segmentation/?$"))
+    with signed_in(browser, api_server, "/segmentation/", "admin", shot="airflow-login") as page:
         assert page.locator("tr.segment-row").count() == 4
 
         # 2. From Airflow's own home page, the "Segmentation" entry of the navigation opens the plugin.
@@ -239,8 +252,6 @@ def test_log_in_open_segmentation_from_the_nav_what_if_and_a_customer(api_server
                 page.locator("#predict").click()
                 page.locator("#result-segment").wait_for()
             _shot(page, name, docs=True)
-    finally:
-        context.close()
 
 
 # ---- segment transitions and realised quality ----------------------------------------------------------
@@ -285,17 +296,7 @@ def insight_rows(scored_db: str) -> Iterator[dict]:
 
 
 def test_transition_heat_maps_and_the_realised_accuracy_chart_render(api_server: str, browser, insight_rows) -> None:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    try:
-        page.goto(f"{api_server}/segmentation/")
-        page.wait_for_url(re.compile(r"/auth/login"))
-        page.locator("input[name=username]").fill("viewer")
-        page.locator("input[name=password]").fill(PASSWORD)
-        page.locator("button[type=submit]").click()
-        page.wait_for_url(re.compile(r"/segmentation/?$"))
-
+    with signed_in(browser, api_server, "/segmentation/", "viewer") as page:
         # The last scoring run's heat-map: 5 rows (new, A-D) by 4 columns, each cell showing its count.
         assert page.locator("#transitions-run").inner_text() == insight_rows["run_id"]
         cells = page.locator("#run-transitions td.cell")
@@ -342,5 +343,3 @@ def test_transition_heat_maps_and_the_realised_accuracy_chart_render(api_server:
         assert page.locator("svg#realised-accuracy line.holdout").count() >= 1
         assert page.locator("#realised-quality tr.realised-row").count() >= 1
         _shot(page, "realised-quality")
-    finally:
-        context.close()

@@ -18,7 +18,7 @@ import pytest
 
 from tests.helpers import execute, query, scalar
 from tests.retrain_child import Background, awaiting_review
-from tests.ui.test_browser import ARTIFACTS, PASSWORD, _shot, api_server, browser  # noqa: F401 (fixtures)
+from tests.ui.test_browser import ARTIFACTS, _shot, api_server, browser, signed_in  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.airflow, pytest.mark.db]
 
@@ -104,17 +104,7 @@ def test_approve_a_challenger_in_airflows_required_actions(
     version = int(scalar("SELECT max(version) FROM segmentation.model_versions"))
     assert version != before and review_row(version) == ("candidate", None, None)
 
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    try:
-        page.goto(f"{api_server}/segmentation/alerts")
-        page.wait_for_url(re.compile(r"/auth/login"))
-        page.locator("input[name=username]").fill("admin")
-        page.locator("input[name=password]").fill(PASSWORD)
-        page.locator("button[type=submit]").click()
-        page.wait_for_url(re.compile(r"/segmentation/alerts$"))
-
+    with signed_in(browser, api_server, "/segmentation/alerts", "admin") as page:
         # The alerts page: the approval_pending alert of this run, newest first, linking to the review.
         pending = page.locator("#alerts tr.kind-approval_pending", has_text=run_id)
         assert pending.count() == 1
@@ -159,8 +149,6 @@ def test_approve_a_challenger_in_airflows_required_actions(
         page.goto(f"{api_server}/segmentation/alerts")
         done = page.locator("#alerts tr.kind-approval_pending", has_text=run_id)
         assert done.count() == 1 and done.locator("a.required-action").count() == 0
-    finally:
-        context.close()
 
 
 def test_assets_view_shows_the_chain_of_the_pipelines_assets(api_server: str, browser) -> None:  # noqa: F811
@@ -173,16 +161,7 @@ def test_assets_view_shows_the_chain_of_the_pipelines_assets(api_server: str, br
     with create_session() as session:
         assets = dict(session.execute(select(AssetModel.name, AssetModel.id)).all())
     assert {"segmentation.customers", SEGMENTS_ASSET} <= set(assets), assets
-    context = browser.new_context(viewport={"width": 1600, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    try:
-        page.goto(f"{api_server}/assets")
-        page.wait_for_url(re.compile(r"/auth/login"))
-        page.locator("input[name=username]").fill("viewer")
-        page.locator("input[name=password]").fill(PASSWORD)
-        page.locator("button[type=submit]").click()
-        page.wait_for_url(re.compile(r"/assets"))
+    with signed_in(browser, api_server, "/assets", "viewer", width=1600) as page:
         for name in assets:
             if name.startswith("segmentation."):
                 page.get_by_text(name, exact=True).first.wait_for()
@@ -210,5 +189,3 @@ def test_assets_view_shows_the_chain_of_the_pipelines_assets(api_server: str, br
         for expected in chain:
             assert expected in texts, texts
         _shot(page, "assets-lineage", docs=True)
-    finally:
-        context.close()
