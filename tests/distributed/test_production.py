@@ -38,6 +38,7 @@ import psycopg2.errors
 import pytest
 from psycopg2 import sql
 
+from segmentation.dictionary import ANALYST_VIEWS
 from segmentation.loading import load_customers, to_raw_text
 from segmentation.synthetic import generate_customers
 from tests.conftest import admin_url, database_url, drop_database
@@ -56,8 +57,14 @@ NIGHTLY, RETRAIN, PROMOTE = "segmentation_nightly", "segmentation_retrain", "seg
 ASSET_TRIGGERED = "asset_triggered"
 FORCED_RETRAIN = {"force_promote": True, "cv_folds": 2, "candidates": ["naive_bayes"], "row_cap": 0}
 ANALYST = ("segmentation_reader", "segmentation_reader")
-ANALYST_VIEWS = ("current_segments", "segment_summary", "segment_changes")
-ANALYST_REFUSED = ("customers", "model_versions", "customer_rejects")
+ANALYST_REFUSED = (
+    "customers",
+    "model_versions",
+    "customer_rejects",
+    "customer_labels",
+    "label_outcomes",
+    "feed_consumers",
+)
 # Started process -> its compose service.
 SERVICES = {
     "api-server": "airflow-apiserver",
@@ -450,7 +457,7 @@ def viewer_refused(deployment: Deployment) -> None:
 
 
 def analyst_reads_views_only(deployment: Deployment) -> None:
-    """Step 5: the analyst login reads the three views, nothing else, and writes nowhere."""
+    """Step 5: the analyst login reads every analyst view, nothing raw, and writes nowhere."""
     tables = [
         row[0]
         for row in fetch(deployment.customers, "SELECT tablename FROM pg_tables WHERE schemaname = 'segmentation'")
