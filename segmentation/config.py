@@ -198,9 +198,8 @@ SEGMENTS_ASSET_NAME = "segmentation.customer_segments"
 # The lineage chain in Airflow's Assets view: customers (read by clean) -> features -> segments -> the CRM export.
 CUSTOMERS_ASSET_NAME = "segmentation.customers"
 FEATURES_ASSET_NAME = "segmentation.customer_features"
+# Updated by every CRM export of the segment change feed (segmentation_crm_export).
 CRM_EXPORT_ASSET_NAME = "segmentation.crm_export"
 # The Airflow pool that caps concurrent database-heavy tasks (scoring shards); created by the set-up scripts.
 DB_POOL_NAME = "segmentation_db"
 DB_POOL_SLOTS_DEFAULT = 4
-# The Airflow Asset updated by every CRM export of the segment change feed (segmentation_crm_export).
-CRM_EXPORT_ASSET_NAME = "segmentation.crm_export"

@@ -13,7 +13,10 @@ missing ``:?`` variable raises :class:`ComposeError` with compose's message. Eac
 * ``redis:6379`` -> the private ``redis-server`` on 127.0.0.1:<port>;
 * ``airflow-apiserver:8080`` -> 127.0.0.1:<api port>;
 * paths under ``/opt/segmentation`` (where the image holds the checkout) -> this checkout, e.g. the DAGs and
-  plugins folders.
+  plugins folders;
+* paths under the mount point of a named volume that the service mounts (``crm-exports:/opt/airflow/crm-exports``
+  on the workers) -> one local folder per volume (``Endpoints.volumes / <volume>``), shared, as the volume is, by
+  every process of every service that mounts it.
 
 Logins, passwords and every other value stay as compose gives them.
 
@@ -232,16 +235,24 @@ class Endpoints:
     redis_port: int
     api_port: int
     checkout: Path = field(default=ROOT)
+    volumes: Path | None = None  # where the named volumes' local folders are; None: no volume path mapped
 
     @classmethod
-    def for_server(cls, admin_url: str, databases: Mapping[str, str], redis_port: int, api_port: int) -> Endpoints:
+    def for_server(
+        cls,
+        admin_url: str,
+        databases: Mapping[str, str],
+        redis_port: int,
+        api_port: int,
+        volumes: Path | None = None,
+    ) -> Endpoints:
         """Endpoints on the PostgreSQL server of ``admin_url`` (TCP, or a socket directory in ``?host=``)."""
         url = make_url(admin_url)
         host = url.host or url.query.get("host")
         if not isinstance(host, str) or not host:
             raise ComposeError(f"no host in the admin URL of the test server: {url!r}")
         port = url.port or int(url.query.get("port", POSTGRES_PORT))  # type: ignore[arg-type]
-        return cls(host, port, dict(databases), redis_port, api_port)
+        return cls(host, port, dict(databases), redis_port, api_port, volumes=volumes)
 
     @property
     def socket(self) -> bool:
@@ -317,12 +328,39 @@ def map_url(key: str, url: str, endpoints: Endpoints) -> str:
     return url
 
 
-def map_value(key: str, value: str, endpoints: Endpoints) -> str:
-    """One environment value mapped onto this machine: URLs and image paths; anything else unchanged."""
+def volume_mounts(compose: Mapping[str, Any], service: str) -> dict[str, str]:
+    """The named volumes a service mounts: mount point -> volume name (bind mounts are not mapped)."""
+    named = set((compose.get("volumes") or {}).keys())
+    mounts = {}
+    for entry in compose["services"][service].get("volumes") or []:
+        if not isinstance(entry, str):
+            raise ComposeError(f"{service}: only short volume syntax is mapped, not {entry!r}")
+        source, _, rest = entry.partition(":")
+        if source in named:
+            mounts[rest.split(":")[0]] = source
+    return mounts
+
+
+def _under(value: str, prefix: str) -> str | None:
+    """``value`` relative to the path ``prefix`` ('' for the prefix itself), or None when not under it."""
+    if value == prefix:
+        return ""
+    return value[len(prefix) + 1 :] if value.startswith(prefix + "/") else None
+
+
+def map_value(key: str, value: str, endpoints: Endpoints, mounts: Mapping[str, str] | None = None) -> str:
+    """One environment value mapped onto this machine: URLs, image paths and volume paths; the rest unchanged."""
     if _URL.match(value):
         return map_url(key, value, endpoints)
-    if value == IMAGE_CHECKOUT or value.startswith(IMAGE_CHECKOUT + "/"):
-        return str(endpoints.checkout / value[len(IMAGE_CHECKOUT) :].lstrip("/"))
+    relative = _under(value, IMAGE_CHECKOUT)
+    if relative is not None:
+        return str(endpoints.checkout / relative)
+    for mount, volume in (mounts or {}).items():
+        relative = _under(value, mount)
+        if relative is not None:
+            if endpoints.volumes is None:
+                raise ComposeError(f"{key}: {value} is on volume {volume!r}, and no local folder holds volumes")
+            return str(endpoints.volumes / volume / relative) if relative else str(endpoints.volumes / volume)
     return value
 
 
@@ -333,5 +371,6 @@ def service_environments(
     environments = {}
     for service in AIRFLOW_SERVICES:
         raw = raw_environment(compose, service, host_env)
-        environments[service] = {key: map_value(key, value, endpoints) for key, value in raw.items()}
+        mounts = volume_mounts(compose, service)
+        environments[service] = {key: map_value(key, value, endpoints, mounts) for key, value in raw.items()}
     return environments

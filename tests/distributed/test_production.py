@@ -9,18 +9,24 @@ dag-processor, a triggerer and two Celery workers. What the harness adds to comp
 in ``compose_env``'s docstring; the test checks that each process got nothing else. The journey:
 
 1. the nightly run triggered through REST scores every clean customer and makes model version 1 the champion;
-2. a forced retrain (with Params) makes version 2 the champion, and its Asset event rescores everyone with it;
+2. with approval required (``SEGMENTATION_PROMOTION_APPROVAL=required`` in the host environment, as an operator
+   sets it for compose), a forced retrain (with Params) holds version 2 in its ``review`` task and raises the
+   ``approval_pending`` alert; ``admin`` approves through Airflow's HITL REST API, so version 2 becomes the
+   champion promoted and reviewed by ``admin``, and its Asset event rescores everyone with it;
 3. an admin rolls back to version 1 in the Segmentation UI: a run of ``segmentation_promote`` triggered by
    ``admin``, version 1 the champion promoted by ``admin``, everyone rescored with it, and the run listed
    among the UI's promotions;
 4. a viewer's promotion is refused (403) and starts no run;
 5. the analyst login reads the views only and writes nothing;
 6. the api-server holds no training credential;
-7. no process started an embedded PostgreSQL under its data folder.
+7. no process started an embedded PostgreSQL under its data folder;
+8. the CRM export, run by the workers on every segments Asset event, wrote each change of the feed exactly once
+   into the workers' shared ``crm-exports`` volume, and its watermark stands at the last change.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
@@ -38,6 +44,7 @@ import psycopg2.errors
 import pytest
 from psycopg2 import sql
 
+from segmentation.config import REVIEW_TASK_ID
 from segmentation.dictionary import ANALYST_VIEWS
 from segmentation.loading import load_customers, to_raw_text
 from segmentation.synthetic import generate_customers
@@ -54,6 +61,8 @@ START_TIMEOUT_S = 300
 WORKERS = ("worker-1", "worker-2")
 CONCURRENCY = 2
 NIGHTLY, RETRAIN, PROMOTE = "segmentation_nightly", "segmentation_retrain", "segmentation_promote"
+EXPORT = "segmentation_crm_export"
+APPROVAL = {"SEGMENTATION_PROMOTION_APPROVAL": "required"}
 ASSET_TRIGGERED = "asset_triggered"
 FORCED_RETRAIN = {"force_promote": True, "cv_folds": 2, "candidates": ["naive_bayes"], "row_cap": 0}
 ANALYST = ("segmentation_reader", "segmentation_reader")
@@ -334,7 +343,7 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
     assert RedisServer.installed(), "redis-server is not installed; this test starts a private one as its broker"
     started = time.monotonic()
     suffix = uuid.uuid4().hex[:10]
-    host_env = {"SEGMENTATION_MODEL_SIGNING_KEY": os.environ["SEGMENTATION_MODEL_SIGNING_KEY"]}
+    host_env = {"SEGMENTATION_MODEL_SIGNING_KEY": os.environ["SEGMENTATION_MODEL_SIGNING_KEY"], **APPROVAL}
     compose = ce.load_compose(host_env)
     postgres_env = ce.raw_environment(compose, "postgres", host_env)
     customer_db = ce.initdb_database(ce.initdb_statements())
@@ -343,7 +352,7 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
     customers, metadata = (database_url(admin, databases[name]) for name in (customer_db, postgres_env["POSTGRES_DB"]))
 
     redis = RedisServer(tmp_path / "redis")
-    endpoints = ce.Endpoints.for_server(admin, databases, redis.port, free_port())
+    endpoints = ce.Endpoints.for_server(admin, databases, redis.port, free_port(), volumes=tmp_path / "volumes")
     services = ce.service_environments(compose, endpoints, host_env)
     stack = AirflowStack.for_services(tmp_path / "stack", endpoints.api_port, services)
     try:
@@ -415,12 +424,48 @@ def first_nightly(deployment: Deployment) -> None:
     )
 
 
-def forced_retrain(deployment: Deployment) -> None:
-    """Step 2: a forced retrain with Params makes version 2 the champion, and its Asset event rescores all."""
+def forced_retrain_approved(deployment: Deployment) -> None:
+    """Step 2: a forced retrain holds version 2 for approval; the admin approves it in Airflow, and its Asset
+    event rescores all."""
+    admin = deployment.tokens["admin"]
     known = deployment.asset_runs()
     run_id = deployment.trigger(RETRAIN, FORCED_RETRAIN)
+    review = f"{run_path(RETRAIN, run_id)}/taskInstances/{REVIEW_TASK_ID}"
+
+    def awaiting() -> bool:
+        deployment.stack.check_alive()
+        status, body = deployment.api.call("GET", review, admin)
+        assert deployment.get_run(RETRAIN, run_id)["state"] != "failed", deployment.run_report(RETRAIN, run_id)
+        return status == 200 and body["state"] == "awaiting_input"
+
+    try:
+        wait_for(f"{RETRAIN} {run_id} awaiting review", awaiting, RUN_TIMEOUT_S, every=3)
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}\n{deployment.run_report(RETRAIN, run_id)}") from exc
+    assert deployment.champion() == [(1, None)], deployment.champion()
+    held = fetch(
+        deployment.customers,
+        "SELECT status, review_run_id FROM segmentation.model_versions WHERE version = 2",
+    )
+    assert held == [("candidate", run_id)], held
+    pending = fetch(
+        deployment.customers,
+        "SELECT dag_id, run_id FROM segmentation.alerts WHERE kind = 'approval_pending' AND run_id = %s",
+        (run_id,),
+    )
+    assert pending == [(RETRAIN, run_id)], pending
+    status, detail = deployment.api.call("GET", f"{review}/-1/hitlDetails", admin)
+    assert status == 200 and "Approve" in detail["options"] and "Macro-F1" in detail["body"], (status, detail)
+    answer = {"chosen_options": ["Approve"], "params_input": {"comment": "checked on the compose stack"}}
+    status, reply = deployment.api.call("PATCH", f"{review}/-1/hitlDetails", admin, answer)
+    assert status == 200, (status, reply)
     deployment.wait_run(RETRAIN, run_id)
-    assert [version for version, _ in deployment.champion()] == [2], deployment.run_report(RETRAIN, run_id)
+    assert deployment.champion() == [(2, "admin")], (deployment.champion(), deployment.run_report(RETRAIN, run_id))
+    reviewed = fetch(
+        deployment.customers,
+        "SELECT reviewed_by, review_comment FROM segmentation.model_versions WHERE version = 2",
+    )
+    assert reviewed == [("admin", "checked on the compose stack")], reviewed
     deployment.rescored_with(2, known)
 
 
@@ -487,6 +532,29 @@ def api_server_without_training_login(deployment: Deployment) -> None:
     assert not [key for key, value in env.items() if "segmentation_trainer" in value]
 
 
+def crm_export_exactly_once(deployment: Deployment) -> None:
+    """Step 8: the export files in the workers' volume hold every feed change exactly once, up to the watermark."""
+    last = "SELECT max(change_id) FROM segmentation.segment_feed"
+    mark = "SELECT last_change_id FROM segmentation.feed_consumers WHERE consumer = 'crm'"
+
+    def caught_up() -> bool:
+        deployment.stack.check_alive()
+        return fetch(deployment.customers, mark) == fetch(deployment.customers, last)
+
+    try:
+        wait_for("the CRM export caught up with the feed", caught_up, RUN_TIMEOUT_S, every=3)
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}\n{deployment.logs('scheduler', *WORKERS)}") from exc
+    runs = deployment.wait_idle(EXPORT)
+    folder = Path(deployment.services["airflow-worker"]["SEGMENTATION_EXPORT_DIR"])
+    files = sorted(folder.glob("segment_feed_*.csv"))
+    exported = [row["change_id"] for path in files for row in csv.DictReader(path.open())]
+    feed = [row[0] for row in fetch(deployment.customers, "SELECT change_id FROM segmentation.segment_feed ORDER BY 1")]
+    assert len(runs) >= 2 and len(files) >= 2, (len(runs), [path.name for path in files])
+    assert [int(change) for change in exported] == feed, ([path.name for path in files], len(exported), len(feed))
+    assert not [path.name for path in folder.iterdir() if path not in files], sorted(folder.iterdir())
+
+
 def no_embedded_server(deployment: Deployment) -> None:
     """Step 7: no process fell back to an embedded PostgreSQL under its SEGMENTATION_DATA_DIR."""
     data_dirs = [deployment.stack.root / name / "data" for name in (*SERVICES, "cli")]
@@ -495,14 +563,20 @@ def no_embedded_server(deployment: Deployment) -> None:
 
 
 def test_compose_env_maps_hosts_ports_and_databases_only() -> None:
-    """The mapping changes only compose's host names, ports, database names and image paths."""
+    """The mapping changes only compose's host names, ports, database names, image paths and volume paths."""
     host_env = {"SEGMENTATION_MODEL_SIGNING_KEY": "x" * 32}
     with pytest.raises(ce.ComposeError, match="SEGMENTATION_MODEL_SIGNING_KEY"):
         ce.load_compose({})
     compose = ce.load_compose(host_env)
     databases = {"segmentation": "seg_c", "airflow": "seg_m"}
-    tcp = ce.Endpoints.for_server("postgresql://root@127.0.0.1:5433/postgres", databases, 7001, 9001)
-    worker = ce.service_environments(compose, tcp, host_env)["airflow-worker"]
+    no_volumes = ce.Endpoints.for_server("postgresql://root@127.0.0.1:5433/postgres", databases, 7001, 9001)
+    with pytest.raises(ce.ComposeError, match="crm-exports"):
+        ce.service_environments(compose, no_volumes, host_env)
+    tcp = ce.Endpoints.for_server(
+        "postgresql://root@127.0.0.1:5433/postgres", databases, 7001, 9001, volumes=Path("/tmp/v")
+    )
+    environments = ce.service_environments(compose, tcp, host_env)
+    worker = environments["airflow-worker"]
     assert (
         worker["AIRFLOW_CONN_SEGMENTATION_DB"]
         == "postgres://segmentation_worker:segmentation_worker@127.0.0.1:5433/seg_c"
@@ -511,8 +585,12 @@ def test_compose_env_maps_hosts_ports_and_databases_only() -> None:
     assert worker["AIRFLOW__CELERY__BROKER_URL"] == "redis://:@127.0.0.1:7001/0"
     assert worker["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:9001/execution/"
     assert worker["AIRFLOW__CORE__DAGS_FOLDER"] == str(ce.ROOT / "dags")
+    assert worker["SEGMENTATION_EXPORT_DIR"] == "/tmp/v/crm-exports"
+    assert "SEGMENTATION_EXPORT_DIR" not in environments["airflow-scheduler"]
     assert worker["SEGMENTATION_MODEL_SIGNING_KEY"] == "x" * 32
-    socket = ce.Endpoints.for_server("postgresql://postgres:@/postgres?host=/tmp/pg", databases, 7001, 9001)
+    socket = ce.Endpoints.for_server(
+        "postgresql://postgres:@/postgres?host=/tmp/pg", databases, 7001, 9001, volumes=Path("/tmp/v")
+    )
     worker = ce.service_environments(compose, socket, host_env)["airflow-worker"]
     assert json.loads(worker["AIRFLOW_CONN_SEGMENTATION_DB_TRAINING"]) == {
         "conn_type": "postgres",
@@ -536,15 +614,16 @@ def test_operator_journey_on_the_compose_services(deployment: Deployment) -> Non
     steps = (
         check_environments,
         first_nightly,
-        forced_retrain,
+        forced_retrain_approved,
         rollback_in_ui,
         viewer_refused,
         analyst_reads_views_only,
         api_server_without_training_login,
         no_embedded_server,
+        crm_export_exactly_once,
     )
     try:
-        unpause(deployment, NIGHTLY, RETRAIN)
+        unpause(deployment, NIGHTLY, RETRAIN, EXPORT)
         for step in steps:
             step(deployment)
             log.info(
