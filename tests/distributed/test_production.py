@@ -21,7 +21,10 @@ in ``compose_env``'s docstring; the test checks that each process got nothing el
 6. the api-server holds no training credential;
 7. no process started an embedded PostgreSQL under its data folder;
 8. the CRM export, run by the workers on every segments Asset event, wrote each change of the feed exactly once
-   into the workers' shared ``crm-exports`` volume, and its watermark stands at the last change.
+   into the workers' shared ``crm-exports`` volume, and its watermark stands at the last change;
+9. the first nightly run missed its freshness deadline (``SEGMENTATION_FRESHNESS_DEADLINE_HOURS=0.001`` in the
+   host environment): the scheduler queued the Deadline Alert's callback, a worker ran it, and the
+   ``deadline_missed`` alert names the run and the step that was still running.
 """
 
 from __future__ import annotations
@@ -62,7 +65,9 @@ WORKERS = ("worker-1", "worker-2")
 CONCURRENCY = 2
 NIGHTLY, RETRAIN, PROMOTE = "segmentation_nightly", "segmentation_retrain", "segmentation_promote"
 EXPORT = "segmentation_crm_export"
-APPROVAL = {"SEGMENTATION_PROMOTION_APPROVAL": "required"}
+# What an operator sets for compose (its .env): approval before promotion, and a freshness deadline of 3.6 s,
+# which every nightly run of the journey misses.
+OPERATOR_SETTINGS = {"SEGMENTATION_PROMOTION_APPROVAL": "required", "SEGMENTATION_FRESHNESS_DEADLINE_HOURS": "0.001"}
 ASSET_TRIGGERED = "asset_triggered"
 FORCED_RETRAIN = {"force_promote": True, "cv_folds": 2, "candidates": ["naive_bayes"], "row_cap": 0}
 ANALYST = ("segmentation_reader", "segmentation_reader")
@@ -343,7 +348,7 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
     assert RedisServer.installed(), "redis-server is not installed; this test starts a private one as its broker"
     started = time.monotonic()
     suffix = uuid.uuid4().hex[:10]
-    host_env = {"SEGMENTATION_MODEL_SIGNING_KEY": os.environ["SEGMENTATION_MODEL_SIGNING_KEY"], **APPROVAL}
+    host_env = {"SEGMENTATION_MODEL_SIGNING_KEY": os.environ["SEGMENTATION_MODEL_SIGNING_KEY"], **OPERATOR_SETTINGS}
     compose = ce.load_compose(host_env)
     postgres_env = ce.raw_environment(compose, "postgres", host_env)
     customer_db = ce.initdb_database(ce.initdb_statements())
@@ -553,6 +558,26 @@ def crm_export_exactly_once(deployment: Deployment) -> None:
     assert len(runs) >= 2 and len(files) >= 2, (len(runs), [path.name for path in files])
     assert [int(change) for change in exported] == feed, ([path.name for path in files], len(exported), len(feed))
     assert not [path.name for path in folder.iterdir() if path not in files], sorted(folder.iterdir())
+    log.info("%d export runs wrote %d changes in %s", len(runs), len(exported), [path.name for path in files])
+
+
+def deadline_missed(deployment: Deployment) -> None:
+    """Step 9: the first nightly run missed its freshness deadline, and a worker stored the alert naming it."""
+    ((run,),) = [[run["dag_run_id"]] for run in deployment.runs(NIGHTLY, run_type="manual")]
+    query = "SELECT dag_id, task_id, message FROM segmentation.alerts WHERE kind = 'deadline_missed' AND run_id = %s"
+
+    def alerted() -> bool:
+        deployment.stack.check_alive()
+        return bool(fetch(deployment.customers, query, (run,)))
+
+    try:
+        wait_for(f"the deadline_missed alert of {run}", alerted, 120, every=2)
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}\n{deployment.logs('scheduler', *WORKERS)}") from exc
+    ((dag_id, task_id, message),) = fetch(deployment.customers, query, (run,))
+    assert dag_id == NIGHTLY and task_id, (dag_id, task_id)
+    assert run in message and f"step still running: {task_id}" in message, message
+    log.info("deadline_missed alert: %s", message)
 
 
 def no_embedded_server(deployment: Deployment) -> None:
@@ -621,6 +646,7 @@ def test_operator_journey_on_the_compose_services(deployment: Deployment) -> Non
         api_server_without_training_login,
         no_embedded_server,
         crm_export_exactly_once,
+        deadline_missed,
     )
     try:
         unpause(deployment, NIGHTLY, RETRAIN, EXPORT)
