@@ -1,18 +1,20 @@
-"""An Airflow backfill of the nightly DAG is a safe no-op: created through Airflow's backfill API
-(``airflow backfill create``, which calls ``_create_backfill`` as ``POST /api/v2/backfills`` does) and run by a
-real scheduler with the LocalExecutor (``dag.test()`` cannot run a backfill's runs); each run succeeds with
-every task after ``not_a_backfill`` skipped, and nothing is written to the customer database.
+"""An Airflow backfill of the nightly DAG is a safe no-op: created through Airflow's backfill REST API
+(``POST /api/v2/backfills``, what the UI's Backfill dialog calls, as user ``admin``) and run by a real scheduler
+with the LocalExecutor (``dag.test()`` cannot run a backfill's runs); each run succeeds with every task after
+``not_a_backfill`` skipped, and nothing is written to the customer database.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import httpx
 import pytest
 
 from segmentation import tasks
 from tests.dags.scheduled import local_airflow, prepare_customers
-from tests.distributed.stack import DAG_ID, fetch, wait_for
+from tests.distributed.stack import DAG_ID, AirflowStack, fetch, wait_for
 from tests.helpers import load_generated, query, scalar
 
 pytestmark = [pytest.mark.airflow, pytest.mark.db]
@@ -28,6 +30,18 @@ def _snapshot() -> dict[str, object]:
     }
 
 
+def create_backfill(stack: AirflowStack, body: dict) -> dict:
+    """``POST /api/v2/backfills`` as ``admin``, with the password SimpleAuthManager generated for it."""
+    base = f"http://127.0.0.1:{stack.api_port}"
+    passwords = stack.root / "api-server" / "airflow" / "simple_auth_manager_passwords.json.generated"
+    wait_for("the generated passwords", lambda: passwords.exists() and passwords.stat().st_size > 2, 60)
+    login = {"username": "admin", "password": json.loads(passwords.read_text())["admin"]}
+    token = httpx.post(f"{base}/auth/token", json=login, timeout=30).json()["access_token"]
+    reply = httpx.post(f"{base}/api/v2/backfills", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    assert reply.status_code == 200, (reply.status_code, reply.text)
+    return reply.json()
+
+
 def test_backfill_runs_skip_everything_and_write_nothing(
     fresh_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -38,10 +52,9 @@ def test_backfill_runs_skip_everything_and_write_nothing(
     assert before["segments"] and before["history"]
 
     with local_airflow(tmp_path / "airflow", fresh_db, {}) as (stack, metadata):
-        stack.run(
-            *("backfill", "create", "--dag-id", DAG_ID),
-            *("--from-date", "2026-11-01", "--to-date", "2026-11-03", "--max-active-runs", "3"),
-        )
+        window = {"from_date": "2026-11-01T00:00:00Z", "to_date": "2026-11-03T00:00:00Z"}
+        backfill = create_backfill(stack, {"dag_id": DAG_ID, **window, "max_active_runs": 3})
+        assert backfill["dag_id"] == DAG_ID and backfill["id"], backfill
 
         def runs() -> list[tuple]:
             stack.check_alive()
