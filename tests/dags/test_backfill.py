@@ -6,15 +6,13 @@ with the LocalExecutor (``dag.test()`` cannot run a backfill's runs); each run s
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import httpx
 import pytest
 
 from segmentation import tasks
 from tests.dags.scheduled import local_airflow, prepare_customers
-from tests.distributed.stack import DAG_ID, AirflowStack, fetch, wait_for
+from tests.distributed.stack import DAG_ID, AirflowStack, Api, fetch, generated_passwords, wait_for
 from tests.helpers import load_generated, query, scalar
 
 pytestmark = [pytest.mark.airflow, pytest.mark.db]
@@ -32,14 +30,12 @@ def _snapshot() -> dict[str, object]:
 
 def create_backfill(stack: AirflowStack, body: dict) -> dict:
     """``POST /api/v2/backfills`` as ``admin``, with the password SimpleAuthManager generated for it."""
-    base = f"http://127.0.0.1:{stack.api_port}"
-    passwords = stack.root / "api-server" / "airflow" / "simple_auth_manager_passwords.json.generated"
-    wait_for("the generated passwords", lambda: passwords.exists() and passwords.stat().st_size > 2, 60)
-    login = {"username": "admin", "password": json.loads(passwords.read_text())["admin"]}
-    token = httpx.post(f"{base}/auth/token", json=login, timeout=30).json()["access_token"]
-    reply = httpx.post(f"{base}/api/v2/backfills", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=60)
-    assert reply.status_code == 200, (reply.status_code, reply.text)
-    return reply.json()
+    api = Api(f"http://127.0.0.1:{stack.api_port}")
+    generated = stack.root / "api-server" / "airflow" / "simple_auth_manager_passwords.json.generated"
+    passwords = generated_passwords(generated)
+    status, reply = api.call("POST", "/api/v2/backfills", api.login("admin", passwords["admin"]), body)
+    assert status == 200, (status, reply)
+    return reply
 
 
 def test_backfill_runs_skip_everything_and_write_nothing(

@@ -360,7 +360,7 @@ def map_value(key: str, value: str, endpoints: Endpoints, mounts: Mapping[str, s
         if relative is not None:
             if endpoints.volumes is None:
                 raise ComposeError(f"{key}: {value} is on volume {volume!r}, and no local folder holds volumes")
-            return str(endpoints.volumes / volume / relative) if relative else str(endpoints.volumes / volume)
+            return str(endpoints.volumes / volume / relative)
     return value
 
 

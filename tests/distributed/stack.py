@@ -23,8 +23,11 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import psutil
 import psycopg2
 from psycopg2 import sql
@@ -452,3 +455,38 @@ def segments(url: str) -> list[tuple]:
         """SELECT customer_id, segment, p_a, p_b, p_c, p_d, model_version, source_updated_at
            FROM segmentation.customer_segments ORDER BY customer_id""",
     )
+
+
+@dataclass(frozen=True)
+class Api:
+    """The api-server at ``base``, called with a user's Bearer token."""
+
+    base: str
+
+    def login(self, username: str, password: str) -> str:
+        reply = httpx.post(f"{self.base}/auth/token", json={"username": username, "password": password}, timeout=30)
+        assert reply.status_code in (200, 201), (username, reply.status_code, reply.text)
+        return str(reply.json()["access_token"])
+
+    def call(
+        self, method: str, path: str, token: str, body: Any = None, params: Mapping[str, Any] | None = None
+    ) -> tuple[int, Any]:
+        """The status and JSON body (or text) of one request."""
+        reply = httpx.request(
+            method,
+            f"{self.base}{path}",
+            json=body,
+            params=params,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=60,
+        )
+        try:
+            return reply.status_code, reply.json()
+        except ValueError:
+            return reply.status_code, reply.text
+
+
+def generated_passwords(path: Path) -> dict[str, str]:
+    """The passwords SimpleAuthManager generated for its users, once the api-server has written them."""
+    wait_for("the generated passwords", lambda: path.exists() and path.stat().st_size > 2, 60)
+    return dict(json.loads(path.read_text()))

@@ -350,8 +350,8 @@ def test_redis_restarted_mid_run(
         # No shard that reached a worker failed for the restart: a lost message is requeued, not failed and
         # retried. Only a shard the scheduler sent while the broker was down (a running shard finished during
         # the outage and freed its pool slot) fails to publish and takes one retry; that failed try never started.
-        sent_in_outage = {index for task, index, _ in retried if task == "score"}
         assert all(task == "score" and tries == 2 for task, _, tries in retried), retried
+        sent_in_outage = {index for _, index, _ in retried}
         assert not sent_in_outage & (set(running) | set(queued)), (retried, at_kill)
         for index in sent_in_outage:  # its first try reached no worker; its retry ran on one
             attempts = {

@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
-import httpx
 import psycopg2
 import psycopg2.errors
 import pytest
@@ -49,11 +48,22 @@ from psycopg2 import sql
 
 from segmentation.config import REVIEW_TASK_ID
 from segmentation.dictionary import ANALYST_VIEWS
+from segmentation.feed import FILE_PREFIX
 from segmentation.loading import load_customers, to_raw_text
 from segmentation.synthetic import generate_customers
+from segmentation.tasks.export import CRM_CONSUMER
 from tests.conftest import admin_url, database_url, drop_database
 from tests.distributed import compose_env as ce
-from tests.distributed.stack import AirflowStack, RedisServer, fetch, free_port, inherited_env, wait_for
+from tests.distributed.stack import (
+    AirflowStack,
+    Api,
+    RedisServer,
+    fetch,
+    free_port,
+    generated_passwords,
+    inherited_env,
+    wait_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -125,35 +135,6 @@ def seed_customers(owner_url: str) -> None:
 
 
 # ---- Airflow's REST API and the Segmentation API -----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Api:
-    """The api-server at ``base``, called with a user's Bearer token."""
-
-    base: str
-
-    def login(self, username: str, password: str) -> str:
-        reply = httpx.post(f"{self.base}/auth/token", json={"username": username, "password": password}, timeout=30)
-        assert reply.status_code in (200, 201), (username, reply.status_code, reply.text)
-        return str(reply.json()["access_token"])
-
-    def call(
-        self, method: str, path: str, token: str, body: Any = None, params: Mapping[str, Any] | None = None
-    ) -> tuple[int, Any]:
-        """The status and JSON body (or text) of one request."""
-        reply = httpx.request(
-            method,
-            f"{self.base}{path}",
-            json=body,
-            params=params,
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=60,
-        )
-        try:
-            return reply.status_code, reply.json()
-        except ValueError:
-            return reply.status_code, reply.text
 
 
 def run_path(dag_id: str, run_id: str) -> str:
@@ -335,9 +316,7 @@ def start_services(stack: AirflowStack, compose: Mapping[str, Any]) -> None:
 
 def log_in(stack: AirflowStack, api: Api, users_setting: str) -> dict[str, str]:
     """A token for each of compose's Airflow users, with the passwords SimpleAuthManager generated."""
-    passwords_file = stack.root / "api-server" / "passwords.json"
-    wait_for("the generated passwords", lambda: passwords_file.exists() and passwords_file.stat().st_size > 2, 60)
-    passwords = json.loads(passwords_file.read_text())
+    passwords = generated_passwords(stack.root / "api-server" / "passwords.json")
     users = [entry.split(":")[0] for entry in users_setting.split(",")]
     return {user: api.login(user, passwords[user]) for user in users}
 
@@ -540,11 +519,11 @@ def api_server_without_training_login(deployment: Deployment) -> None:
 def crm_export_exactly_once(deployment: Deployment) -> None:
     """Step 8: the export files in the workers' volume hold every feed change exactly once, up to the watermark."""
     last = "SELECT max(change_id) FROM segmentation.segment_feed"
-    mark = "SELECT last_change_id FROM segmentation.feed_consumers WHERE consumer = 'crm'"
+    mark = "SELECT last_change_id FROM segmentation.feed_consumers WHERE consumer = %s"
 
     def caught_up() -> bool:
         deployment.stack.check_alive()
-        return fetch(deployment.customers, mark) == fetch(deployment.customers, last)
+        return fetch(deployment.customers, mark, (CRM_CONSUMER,)) == fetch(deployment.customers, last)
 
     try:
         wait_for("the CRM export caught up with the feed", caught_up, RUN_TIMEOUT_S, every=3)
@@ -552,7 +531,7 @@ def crm_export_exactly_once(deployment: Deployment) -> None:
         raise AssertionError(f"{exc}\n{deployment.logs('scheduler', *WORKERS)}") from exc
     runs = deployment.wait_idle(EXPORT)
     folder = Path(deployment.services["airflow-worker"]["SEGMENTATION_EXPORT_DIR"])
-    files = sorted(folder.glob("segment_feed_*.csv"))
+    files = sorted(folder.glob(f"{FILE_PREFIX}*.csv"))
     exported = [row["change_id"] for path in files for row in csv.DictReader(path.open())]
     feed = [row[0] for row in fetch(deployment.customers, "SELECT change_id FROM segmentation.segment_feed ORDER BY 1")]
     assert len(runs) >= 2 and len(files) >= 2, (len(runs), [path.name for path in files])
@@ -566,15 +545,18 @@ def deadline_missed(deployment: Deployment) -> None:
     ((run,),) = [[run["dag_run_id"]] for run in deployment.runs(NIGHTLY, run_type="manual")]
     query = "SELECT dag_id, task_id, message FROM segmentation.alerts WHERE kind = 'deadline_missed' AND run_id = %s"
 
+    alerts: list[tuple] = []
+
     def alerted() -> bool:
         deployment.stack.check_alive()
-        return bool(fetch(deployment.customers, query, (run,)))
+        alerts[:] = fetch(deployment.customers, query, (run,))
+        return bool(alerts)
 
     try:
         wait_for(f"the deadline_missed alert of {run}", alerted, 120, every=2)
     except TimeoutError as exc:
         raise AssertionError(f"{exc}\n{deployment.logs('scheduler', *WORKERS)}") from exc
-    ((dag_id, task_id, message),) = fetch(deployment.customers, query, (run,))
+    ((dag_id, task_id, message),) = alerts
     assert dag_id == NIGHTLY and task_id, (dag_id, task_id)
     assert run in message and f"step still running: {task_id}" in message, message
     log.info("deadline_missed alert: %s", message)
